@@ -1,0 +1,351 @@
+/*
+ * dszero.h -- the C ABI of dszero, DeepSpeed's training runtime as a library.
+ *
+ * The host program computes forward and backward passes on its own tensors and
+ * hands them over as DLPack DLTensors; dszero owns everything around them:
+ * master weights, optimizer states, loss scaling, gradient accumulation and
+ * clipping, LR schedules, ZeRO partitioning and checkpoints. A DeepSpeed
+ * ds_config.json drives it unchanged.
+ *
+ * Conventions (see README.md and docs/):
+ *   - Every function returns a dsz_status; results come back through pointers.
+ *     On failure dsz_last_error() gives a message for the calling thread.
+ *   - Handles are opaque. Constructors write the handle through a leading **out.
+ *   - Growable structs carry their own size as the first field and have an
+ *     *_init(ptr, size) function that fills defaults; the library reads or
+ *     writes at most `size` bytes of them, so fields can be appended.
+ *   - Nothing here needs CUDA or any C++ header: only <stdint.h>, <stddef.h>
+ *     and DLPack.
+ *   - "Collective" means every rank must make the call, in the same order.
+ */
+#ifndef DSZERO_H
+#define DSZERO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define DSZ_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define DSZ_API __attribute__((visibility("default")))
+#else
+#define DSZ_API
+#endif
+
+/* ------------------------------------------------------------------------- */
+/* Versions and features                                                      */
+/* ------------------------------------------------------------------------- */
+
+#define DSZ_VERSION_MAJOR 0
+#define DSZ_VERSION_MINOR 1
+#define DSZ_VERSION_PATCH 0
+#define DSZ_VERSION_NUMBER \
+    (DSZ_VERSION_MAJOR * 10000 + DSZ_VERSION_MINOR * 100 + DSZ_VERSION_PATCH)
+
+/* The library's version as "MAJOR.MINOR.PATCH" (static storage, never NULL).
+ * Compare with DSZ_VERSION_* to detect a header/library mismatch. */
+DSZ_API const char *dsz_version(void);
+
+/* DSZ_VERSION_NUMBER of the loaded library. */
+DSZ_API int32_t dsz_version_number(void);
+
+/* Bits of dsz_features(): what this build of the library was compiled with. */
+#define DSZ_FEATURE_CUDA   (1u << 0) /* CUDA kernels and device memory */
+#define DSZ_FEATURE_NCCL   (1u << 1) /* NCCL communicator */
+#define DSZ_FEATURE_MPI    (1u << 2) /* MPI communicator (mpirun / srun) */
+#define DSZ_FEATURE_AIO    (1u << 3) /* libaio NVMe offload */
+#define DSZ_FEATURE_AVX2   (1u << 4) /* AVX2 CPU kernels compiled in */
+#define DSZ_FEATURE_AVX512 (1u << 5) /* AVX-512 CPU kernels compiled in */
+
+DSZ_API uint32_t dsz_features(void);
+
+/* ------------------------------------------------------------------------- */
+/* Status and errors                                                          */
+/* ------------------------------------------------------------------------- */
+
+/* Status codes have fixed numbers: they are only ever appended, never reused. */
+typedef int32_t dsz_status;
+enum {
+    DSZ_OK = 0,
+    DSZ_ERR_INVALID_ARGUMENT = 1, /* NULL or dead handle, bad argument value */
+    DSZ_ERR_CONFIG = 2,           /* the DeepSpeed config was refused */
+    DSZ_ERR_DTYPE = 3,            /* a tensor's dtype does not fit */
+    DSZ_ERR_SHAPE = 4,            /* a tensor's shape or layout does not fit */
+    DSZ_ERR_STATE = 5,            /* the call is not valid in this state */
+    DSZ_ERR_IO = 6,               /* reading or writing a file failed */
+    DSZ_ERR_CHECKPOINT = 7,       /* a checkpoint is corrupt or incompatible */
+    DSZ_ERR_OUT_OF_MEMORY = 8,
+    DSZ_ERR_NOT_FOUND = 9,        /* a named thing (file, tag, parameter) is missing */
+    DSZ_ERR_UNSUPPORTED = 10,     /* valid, but not supported by this build */
+    DSZ_ERR_COMM = 11,            /* a collective failed */
+    DSZ_ERR_TIMEOUT = 12,         /* a collective did not complete in time */
+    DSZ_ERR_LOSS_SCALE = 13,      /* fp16 overflow with the loss scale at its minimum */
+    DSZ_ERR_INTERNAL = 14,        /* a bug in dszero: please report it */
+    DSZ_ERR_CUDA = 15             /* a CUDA error */
+};
+
+/* A short static description of a status ("invalid argument"); never NULL. */
+DSZ_API const char *dsz_status_string(dsz_status status);
+
+/* The message of the last failed call made by this thread. Never NULL ("" when
+ * no call failed yet). Valid until the next dszero call on this thread. */
+DSZ_API const char *dsz_last_error(void);
+
+/* Releases a string that dszero allocated and handed over (dsz_load's client
+ * state, dsz_config_resolve's output). Accepts NULL. */
+DSZ_API void dsz_string_free(char *s);
+
+/* ------------------------------------------------------------------------- */
+/* Logging                                                                    */
+/* ------------------------------------------------------------------------- */
+
+enum {
+    DSZ_LOG_DEBUG = 0,
+    DSZ_LOG_INFO = 1,
+    DSZ_LOG_WARNING = 2,
+    DSZ_LOG_ERROR = 3
+};
+
+/* Receives every message the library would print. `message` has no trailing
+ * newline and is valid only during the call. May be called from any thread
+ * that is inside a dszero call. Must not call back into dszero. */
+typedef void (*dsz_log_fn)(int32_t level, const char *message, void *user_data);
+
+/* ------------------------------------------------------------------------- */
+/* Engine creation                                                            */
+/* ------------------------------------------------------------------------- */
+
+typedef struct dsz_engine dsz_engine;
+
+/* What DeepSpeed would learn from its launcher and from the Hugging Face
+ * trainer. Fill with dsz_init_options_init, then set what you need. */
+typedef struct dsz_init_options {
+    uint32_t size;        /* sizeof(dsz_init_options), set by _init */
+    uint32_t reserved0;
+    int32_t world_size;   /* 0: from the launcher (1 without one) */
+    int32_t rank;         /* -1: from the launcher (0 without one) */
+    int32_t local_rank;   /* -1: from the launcher */
+    int32_t cpu_threads;  /* threads for CPU kernels; 0: all cores */
+    /* Values for keys set to "auto", as a JSON object (copied during dsz_init;
+     * may be NULL). Two kinds of keys:
+     *   - a config key path, e.g. "optimizer.params.lr": 3e-4,
+     *     "train_micro_batch_size_per_gpu": 8, "optimizer.params.betas": [0.9, 0.95];
+     *   - a Hugging Face TrainingArguments name, filled in the way its trainer
+     *     does: per_device_train_batch_size, gradient_accumulation_steps,
+     *     learning_rate, adam_beta1, adam_beta2, adam_epsilon, weight_decay,
+     *     max_grad_norm, warmup_steps, num_training_steps, fp16, bf16,
+     *     hidden_size.
+     * A key path wins over a trainer name. An "auto" left unresolved is an
+     * error naming its key. */
+    const char *auto_values;
+    dsz_log_fn log_fn;    /* NULL: stderr */
+    void *log_user_data;
+    int32_t log_level;    /* minimum level delivered; default DSZ_LOG_INFO */
+    int32_t log_all_ranks; /* 0 (default): only rank 0 logs */
+} dsz_init_options;
+
+/* Fills *opts with defaults for a struct of `size` bytes (pass
+ * sizeof(dsz_init_options)). Fails with DSZ_ERR_INVALID_ARGUMENT on NULL or
+ * a size smaller than the first version of the struct. */
+DSZ_API dsz_status dsz_init_options_init(dsz_init_options *opts, size_t size);
+
+/* Heap-allocated options for bindings that prefer not to mirror the struct's
+ * size: *out is filled with defaults and owned by the caller, who releases it
+ * with dsz_init_options_free. Freeing NULL is DSZ_OK; freeing a pointer that
+ * is not a live options object (twice, or never allocated here) returns
+ * DSZ_ERR_INVALID_ARGUMENT and touches nothing. */
+DSZ_API dsz_status dsz_init_options_new(dsz_init_options **out);
+DSZ_API dsz_status dsz_init_options_free(dsz_init_options *opts);
+
+/* Creates an engine from a DeepSpeed config: `config` is JSON text when its
+ * first non-blank character is '{', else the path of a JSON file. `opts` may
+ * be NULL (defaults). Nothing is borrowed: the config and options are copied.
+ * On success *out owns the engine (release with dsz_engine_free). On failure
+ * *out is set to NULL and the message names the JSON key path and the
+ * reason. Collective when world_size > 1. */
+DSZ_API dsz_status dsz_init(dsz_engine **out, const char *config,
+                            const dsz_init_options *opts);
+
+/* Releases the engine and everything it owns. The host's tensors are not
+ * touched. NULL is DSZ_OK; a handle that is not live (already freed) returns
+ * DSZ_ERR_INVALID_ARGUMENT and touches nothing. */
+DSZ_API dsz_status dsz_engine_free(dsz_engine *engine);
+
+/* Validates a config and writes the fully resolved config (every default and
+ * "auto" filled in, batch sizes resolved) as JSON into *resolved_json, which
+ * the caller releases with dsz_string_free. `resolved_json` may be NULL to only
+ * validate. Does not create an engine; not collective. */
+DSZ_API dsz_status dsz_config_resolve(const char *config,
+                                      const dsz_init_options *opts,
+                                      char **resolved_json);
+
+/* ------------------------------------------------------------------------- */
+/* Parameters                                                                 */
+/* ------------------------------------------------------------------------- */
+
+/* One trainable parameter. `tensor` must be compact (strides NULL or
+ * row-major), in host memory (kDLCPU or kDLCUDAHost), with the model dtype
+ * of the config: float32 without mixed precision, float16 with fp16,
+ * bfloat16 with bf16.
+ * Contract: the host owns the tensor's memory; it must stay at the same
+ * address and size until dsz_engine_free. dszero reads it during
+ * dsz_register_params (the initial values) and writes the updated values
+ * into it at the end of every dsz_step that applies an update. */
+typedef struct dsz_param {
+    const char *name;       /* unique, non-empty; copied */
+    const DLTensor *tensor; /* borrowed: the DLTensor struct itself is read only
+                               during the call; its data as described above */
+    int32_t group;          /* index into the groups of dsz_register_params */
+    uint32_t flags;         /* reserved, must be 0 */
+} dsz_param;
+
+/* Which fields of a dsz_param_group are set; unset ones take the values of
+ * the config's optimizer.params. */
+#define DSZ_GROUP_LR           (1u << 0)
+#define DSZ_GROUP_WEIGHT_DECAY (1u << 1)
+
+typedef struct dsz_param_group {
+    const char *name;      /* may be NULL; copied */
+    uint32_t set_fields;   /* DSZ_GROUP_* bits */
+    uint32_t reserved0;
+    double lr;
+    double weight_decay;
+} dsz_param_group;
+
+/* Registers the model's parameters, once per engine. `groups` may be NULL
+ * with n_groups 0: then every parameter must name group 0, which takes the
+ * config's optimizer settings. Parameters are laid out group by group, in
+ * the order given. Builds the fp32 master weights and optimizer state.
+ * Fails, with the engine unchanged, on a duplicate or empty name, a group
+ * index out of range, a dtype that is not the model dtype, a non-compact or
+ * non-host tensor, or a second call. Collective when world_size > 1. */
+DSZ_API dsz_status dsz_register_params(dsz_engine *engine,
+                                       const dsz_param *params, size_t n_params,
+                                       const dsz_param_group *groups,
+                                       size_t n_groups);
+
+/* The registration index of the parameter called `name`. */
+DSZ_API dsz_status dsz_param_index(dsz_engine *engine, const char *name,
+                                   size_t *index);
+
+/* ------------------------------------------------------------------------- */
+/* Training                                                                   */
+/* ------------------------------------------------------------------------- */
+
+/* What the host multiplies its loss by before backward: the current loss
+ * scale divided by gradient_accumulation_steps (DeepSpeed's engine.backward
+ * does the same two things). 1/GAS without fp16. Non-blocking. */
+DSZ_API dsz_status dsz_loss_scale(dsz_engine *engine, double *multiplier);
+
+/* Hands over the gradient of parameter `index` for this micro-batch, in any
+ * order. The gradient must have the parameter's dtype and shape and live in
+ * host memory. Contract: the gradient has been consumed when the call
+ * returns; the host may reuse or free its buffer at once. A parameter with
+ * no gradient in a micro-batch counts as zero. Handing over the same
+ * parameter twice in one micro-batch is DSZ_ERR_STATE (nothing accumulated).
+ * Not collective (for now). */
+DSZ_API dsz_status dsz_grad_ready(dsz_engine *engine, size_t index,
+                                  const DLTensor *grad);
+
+/* Ends a micro-batch's backward pass. Collective when world_size > 1. */
+DSZ_API dsz_status dsz_backward(dsz_engine *engine);
+
+/* Growable result of dsz_step. */
+typedef struct dsz_step_info {
+    uint32_t size;          /* sizeof(dsz_step_info), set by _init */
+    int32_t boundary;       /* 1 when this call ended an accumulation window */
+    int32_t stepped;        /* 1 when the optimizer updated the parameters */
+    int32_t skipped;        /* 1 when an fp16/bf16 overflow skipped the update */
+    int64_t global_steps;   /* optimizer steps taken or skipped so far */
+    int64_t micro_steps;    /* micro-batches seen so far */
+    int64_t skipped_steps;  /* steps skipped for overflow so far */
+    double grad_norm;       /* unscaled global gradient norm of the last boundary;
+                               -1 when it was not finite, 0 before any */
+    double lr;              /* learning rate of group 0 for the next step */
+    double loss_scale;      /* loss scale for the next micro-batch */
+} dsz_step_info;
+
+DSZ_API dsz_status dsz_step_info_init(dsz_step_info *info, size_t size);
+
+/* Called once per micro-batch, after dsz_backward. At the accumulation
+ * boundary (every gradient_accumulation_steps calls) it unscales, checks for
+ * overflow, clips, updates the master weights, writes them back into the
+ * host's parameter tensors, steps the LR schedule and the loss scaler, and
+ * zeroes the gradients; elsewhere it only counts. `info` may be NULL.
+ * An fp16 overflow skips the update and leaves parameters and optimizer
+ * state bitwise unchanged (DSZ_OK, info->skipped = 1). DSZ_ERR_LOSS_SCALE
+ * when an overflow happens with the scale already at min_loss_scale and
+ * hysteresis exhausted (as DeepSpeed): the step is skipped, the engine stays
+ * usable. DSZ_ERR_STATE before dsz_backward. Blocks until the update is
+ * done. Collective when world_size > 1. */
+DSZ_API dsz_status dsz_step(dsz_engine *engine, dsz_step_info *info);
+
+/* Growable engine state snapshot. */
+typedef struct dsz_engine_state {
+    uint32_t size;
+    int32_t world_size;
+    int32_t rank;
+    int32_t zero_stage;
+    int32_t dtype_code;     /* DLPack code and bits of the model dtype */
+    int32_t dtype_bits;
+    int32_t train_batch_size;
+    int32_t micro_batch_size;
+    int32_t gradient_accumulation_steps;
+    int32_t n_params;
+    int32_t n_groups;
+    int32_t reserved0;
+    int64_t n_elements;     /* parameter elements registered */
+    int64_t global_steps;
+    int64_t micro_steps;
+    int64_t skipped_steps;
+    int64_t global_samples;
+    double loss_scale;
+    double grad_norm;
+} dsz_engine_state;
+
+DSZ_API dsz_status dsz_engine_state_init(dsz_engine_state *state, size_t size);
+DSZ_API dsz_status dsz_get_state(dsz_engine *engine, dsz_engine_state *state);
+
+/* Current learning rate of a parameter group. */
+DSZ_API dsz_status dsz_get_lr(dsz_engine *engine, size_t group, double *lr);
+
+/* ------------------------------------------------------------------------- */
+/* Checkpoints                                                                */
+/* ------------------------------------------------------------------------- */
+
+/* Writes a checkpoint into dir/<tag>/ (tag NULL: "global_step<N>") and moves
+ * dir/latest to it. `client_state_json` (may be NULL) is any JSON value the
+ * host wants back from dsz_load. The checkpoint becomes visible, and latest
+ * moves, only once every file is complete and synced: a failure or crash
+ * leaves the previous checkpoint and latest intact. Format: docs/checkpoint.md.
+ * Blocks until written. Collective when world_size > 1. */
+DSZ_API dsz_status dsz_save(dsz_engine *engine, const char *dir,
+                            const char *tag, const char *client_state_json);
+
+/* Flags of dsz_load (0 loads everything, like DeepSpeed's defaults). */
+#define DSZ_LOAD_SKIP_OPTIMIZER_STATES (1u << 0) /* load_optimizer_states=False */
+#define DSZ_LOAD_SKIP_LR_SCHEDULER     (1u << 1) /* load_lr_scheduler_states=False */
+#define DSZ_LOAD_MODULE_ONLY           (1u << 2) /* load_module_only=True */
+
+/* Loads dir/<tag> (tag NULL: the tag named by dir/latest) into an engine
+ * whose parameters are registered, writing the weights into the host's
+ * tensors. `client_state_json` may be NULL; otherwise it receives the client
+ * state saved with the checkpoint ("null" when none), which the caller
+ * releases with dsz_string_free. Every file is verified (checksums, layout,
+ * names, shapes, dtypes) before anything is changed: on any error the
+ * engine and the host tensors are unchanged. Collective when world_size > 1. */
+DSZ_API dsz_status dsz_load(dsz_engine *engine, const char *dir,
+                            const char *tag, uint32_t flags,
+                            char **client_state_json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSZERO_H */
