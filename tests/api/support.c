@@ -56,3 +56,116 @@ void assert_status_impl(dsz_status got, dsz_status expected, const char *needle,
 void quiet_log(int32_t level, const char *message, void *user) {
     (void)level; (void)message; (void)user;
 }
+
+static float h2f(uint16_t h) {
+    uint32_t s = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31u, m = h & 0x3ffu, u;
+    float f;
+    if (e == 0) {
+        f = (float)m * 5.9604644775390625e-8f;
+        memcpy(&u, &f, 4);
+        u |= s;
+    } else if (e == 31) {
+        u = s | 0x7f800000u | (m << 13);
+    } else {
+        u = s | ((e + 112u) << 23) | (m << 13);
+    }
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint16_t f2h(float f) {
+    uint32_t u, s;
+    memcpy(&u, &f, 4);
+    s = u & 0x80000000u;
+    u ^= s;
+    uint16_t o;
+    if (u >= 0x47800000u) {
+        o = u > 0x7f800000u ? 0x7e00 : 0x7c00;
+    } else if (u < 0x38800000u) {
+        float a;
+        memcpy(&a, &u, 4);
+        a += 0.5f;
+        uint32_t r;
+        memcpy(&r, &a, 4);
+        o = (uint16_t)(r - 0x3f000000u);
+    } else {
+        u += 0xc8000fffu + ((u >> 13) & 1u);
+        o = (uint16_t)(u >> 13);
+    }
+    return (uint16_t)(o | (s >> 16));
+}
+
+float tt_get(const test_tensor *tt, size_t i) {
+    if (tt->t.dtype.bits == 32) return ((const float *)tt->data)[i];
+    uint16_t h = ((const uint16_t *)tt->data)[i];
+    if (tt->t.dtype.code == kDLBfloat) {
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    return h2f(h);
+}
+
+void tt_set(test_tensor *tt, size_t i, float v) {
+    if (tt->t.dtype.bits == 32) {
+        ((float *)tt->data)[i] = v;
+    } else if (tt->t.dtype.code == kDLBfloat) {
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        u += 0x7fffu + ((u >> 16) & 1u);
+        ((uint16_t *)tt->data)[i] = (uint16_t)(u >> 16);
+    } else {
+        ((uint16_t *)tt->data)[i] = f2h(v);
+    }
+}
+
+dsz_engine *engine_from_json(const char *json) {
+    dsz_init_options o;
+    assert_ok(dsz_init_options_init(&o, sizeof o));
+    o.log_fn = quiet_log;
+    o.cpu_threads = 2;
+    dsz_engine *e = NULL;
+    assert_ok(dsz_init(&e, json, &o));
+    assert_non_null(e);
+    return e;
+}
+
+static float toy_value(uint32_t seed) {
+    seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
+    return (float)(seed & 0xffff) / 32768.0f - 1.0f;
+}
+
+void toy_make(toy_model *m, DLDataType dtype) {
+    const int64_t ws[2] = {3, 5}, bs[1] = {7};
+    tt_make(&m->w, dtype, 2, ws);
+    tt_make(&m->b, dtype, 1, bs);
+    for (size_t i = 0; i < 15; ++i) tt_set(&m->w, i, toy_value((uint32_t)i + 1000));
+    for (size_t i = 0; i < 7; ++i) tt_set(&m->b, i, toy_value((uint32_t)i + 2000));
+}
+
+void toy_register(dsz_engine *e, toy_model *m) {
+    dsz_param p[2] = {{"w", &m->w.t, 0, 0}, {"b", &m->b.t, 0, 0}};
+    assert_ok(dsz_register_params(e, p, 2, NULL, 0));
+}
+
+void toy_free(toy_model *m) {
+    tt_free(&m->w);
+    tt_free(&m->b);
+}
+
+void toy_micro_step(dsz_engine *e, toy_model *m, int k, dsz_step_info *info) {
+    double mult = 0;
+    assert_ok(dsz_loss_scale(e, &mult));
+    test_tensor gw, gb;
+    tt_make(&gw, m->w.t.dtype, 2, m->w.shape);
+    tt_make(&gb, m->b.t.dtype, 1, m->b.shape);
+    for (size_t i = 0; i < 15; ++i) tt_set(&gw, i, (float)(toy_value((uint32_t)(k * 97 + (int)i)) * mult));
+    for (size_t i = 0; i < 7; ++i) tt_set(&gb, i, (float)(toy_value((uint32_t)(k * 89 + 50 + (int)i)) * mult));
+    assert_ok(dsz_grad_ready(e, 1, &gb.t));
+    assert_ok(dsz_grad_ready(e, 0, &gw.t));
+    assert_ok(dsz_backward(e));
+    assert_ok(dsz_step(e, info));
+    tt_free(&gw);
+    tt_free(&gb);
+}

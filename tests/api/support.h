@@ -40,3 +40,22 @@ void assert_status_impl(dsz_status got, dsz_status expected, const char *needle,
 void quiet_log(int32_t level, const char *message, void *user);
 
 #endif
+
+/* An engine from JSON text with a silent log; fails the test on error. */
+dsz_engine *engine_from_json(const char *json);
+
+/* A two-parameter model ("w" [3, 5], "b" [7]) in `dtype`, registered with
+ * `e`; values from a fixed pseudo-random sequence. */
+typedef struct toy_model {
+    test_tensor w, b;
+} toy_model;
+
+void toy_make(toy_model *m, DLDataType dtype);
+void toy_register(dsz_engine *e, toy_model *m);
+void toy_free(toy_model *m);
+/* Hands over gradients for micro-batch `k` (deterministic), scaled by the
+ * engine's loss multiplier, then calls dsz_backward and dsz_step. */
+void toy_micro_step(dsz_engine *e, toy_model *m, int k, dsz_step_info *info);
+/* Element i of a tensor as float, whatever its dtype. */
+float tt_get(const test_tensor *tt, size_t i);
+void tt_set(test_tensor *tt, size_t i, float v);

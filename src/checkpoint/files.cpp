@@ -1,0 +1,150 @@
+/* files.cpp -- see files.h. */
+#include "checkpoint/files.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "common/error.h"
+
+namespace dsz {
+
+uint32_t crc32_of(const void *data, size_t n, uint32_t crc) {
+    const unsigned char *p = static_cast<const unsigned char *>(data);
+    while (n > 0) {
+        const uInt chunk = n > (1u << 30) ? (1u << 30) : static_cast<uInt>(n);
+        crc = static_cast<uint32_t>(::crc32(crc, p, chunk));
+        p += chunk;
+        n -= chunk;
+    }
+    return crc;
+}
+
+FileWriter::FileWriter(const std::string &path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail(DSZ_ERR_IO, "cannot create %s: %s", path.c_str(), std::strerror(errno));
+}
+
+FileWriter::~FileWriter() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void FileWriter::write(const void *data, size_t n) {
+    const char *p = static_cast<const char *>(data);
+    crc_ = crc32_of(data, n, crc_);
+    bytes_ += n;
+    while (n > 0) {
+        ssize_t w = ::write(fd_, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) fail(DSZ_ERR_IO, "cannot write %s: %s", path_.c_str(), std::strerror(errno));
+        p += w;
+        n -= static_cast<size_t>(w);
+    }
+}
+
+void FileWriter::close() {
+    if (::fsync(fd_) != 0) fail(DSZ_ERR_IO, "cannot sync %s: %s", path_.c_str(), std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail(DSZ_ERR_IO, "cannot close %s: %s", path_.c_str(), std::strerror(errno));
+}
+
+std::string path_join(const std::string &a, const std::string &b) {
+    if (a.empty()) return b;
+    return a.back() == '/' ? a + b : a + "/" + b;
+}
+
+bool path_exists(const std::string &path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0;
+}
+
+void make_dirs(const std::string &path) {
+    if (path.empty()) fail(DSZ_ERR_INVALID_ARGUMENT, "checkpoint directory is empty");
+    std::string cur;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = path.find('/', pos + 1);
+        cur = path.substr(0, pos);
+        if (cur.empty()) continue;
+        if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+            fail(DSZ_ERR_IO, "cannot create directory %s: %s", cur.c_str(), std::strerror(errno));
+    }
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        fail(DSZ_ERR_IO, "%s is not a directory", path.c_str());
+}
+
+static int remove_entry(const char *p, const struct stat *, int, struct FTW *) {
+    ::remove(p);
+    return 0;
+}
+
+void remove_tree(const std::string &path) {
+    ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void fsync_dir(const std::string &path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) fail(DSZ_ERR_IO, "cannot open directory %s: %s", path.c_str(), std::strerror(errno));
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) fail(DSZ_ERR_IO, "cannot sync directory %s: %s", path.c_str(), std::strerror(err));
+}
+
+static std::string parent_of(const std::string &path) {
+    const size_t slash = path.find_last_of('/');
+    return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+void commit_dir(const std::string &from, const std::string &to) {
+    if (path_exists(to)) {
+        if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) != 0)
+            fail(DSZ_ERR_IO, "cannot replace %s: %s", to.c_str(), std::strerror(errno));
+        fsync_dir(parent_of(to));
+        remove_tree(from); /* now holds the replaced checkpoint */
+        return;
+    }
+    if (::rename(from.c_str(), to.c_str()) != 0)
+        fail(DSZ_ERR_IO, "cannot rename %s to %s: %s", from.c_str(), to.c_str(), std::strerror(errno));
+    fsync_dir(parent_of(to));
+}
+
+void write_file_atomic(const std::string &path, const std::string &text) {
+    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    try {
+        FileWriter w(tmp);
+        w.write(text.data(), text.size());
+        w.close();
+        if (::rename(tmp.c_str(), path.c_str()) != 0)
+            fail(DSZ_ERR_IO, "cannot rename %s to %s: %s", tmp.c_str(), path.c_str(), std::strerror(errno));
+    } catch (...) {
+        ::unlink(tmp.c_str());
+        throw;
+    }
+    fsync_dir(parent_of(path));
+}
+
+std::string read_file(const std::string &path, const char *what) {
+    FILE *f = std::fopen(path.c_str(), "rb");
+    if (!f) {
+        if (errno == ENOENT) fail(DSZ_ERR_NOT_FOUND, "%s %s does not exist", what, path.c_str());
+        fail(DSZ_ERR_IO, "cannot open %s %s: %s", what, path.c_str(), std::strerror(errno));
+    }
+    std::string out;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    const bool bad = std::ferror(f);
+    std::fclose(f);
+    if (bad) fail(DSZ_ERR_IO, "cannot read %s %s", what, path.c_str());
+    return out;
+}
+
+}  // namespace dsz

@@ -1,0 +1,47 @@
+/*
+ * files.h -- the file-system moves a checkpoint needs to be crash-safe.
+ *
+ * Files are written completely and fsync'ed before anything points at
+ * them; a directory becomes visible by one rename (or an atomic exchange
+ * with the directory it replaces); `latest` is replaced by rename. Every
+ * error names the path and the system's reason.
+ */
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dsz {
+
+/* Streams a file out with a running CRC-32; close() fsyncs. */
+class FileWriter {
+public:
+    explicit FileWriter(const std::string &path);
+    ~FileWriter();
+    void write(const void *data, size_t n);
+    void close();
+    uint32_t crc() const { return crc_; }
+    uint64_t bytes() const { return bytes_; }
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    uint32_t crc_ = 0;
+    uint64_t bytes_ = 0;
+};
+
+std::string path_join(const std::string &a, const std::string &b);
+bool path_exists(const std::string &path);
+void make_dirs(const std::string &path);           /* mkdir -p */
+void remove_tree(const std::string &path);         /* rm -rf, best effort */
+void fsync_dir(const std::string &path);
+/* Makes `from` visible as `to`, atomically replacing an existing `to`
+ * (whose old contents are removed afterwards). */
+void commit_dir(const std::string &from, const std::string &to);
+/* Writes `text` into `path` through a temporary file and a rename. */
+void write_file_atomic(const std::string &path, const std::string &text);
+std::string read_file(const std::string &path, const char *what);
+uint32_t crc32_of(const void *data, size_t n, uint32_t crc = 0);
+
+}  // namespace dsz

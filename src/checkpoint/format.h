@@ -1,0 +1,32 @@
+/*
+ * format.h -- constants of the on-disk checkpoint format (docs/checkpoint.md).
+ *
+ * A checkpoint is a directory <dir>/<tag>/ holding manifest.json (layout,
+ * counters, scaler and schedule state, client state, a CRC-32 per file) and
+ * one shard file per rank with that rank's fp32 master partition and
+ * optimizer states. The major version changes when an old reader could
+ * misread a new checkpoint; readers refuse unknown majors.
+ */
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace dsz {
+
+constexpr const char *kManifestName = "manifest.json";
+constexpr const char *kLatestName = "latest";
+constexpr const char *kFormatName = "dszero-checkpoint";
+constexpr int kFormatMajor = 1;
+constexpr int kFormatMinor = 0;
+constexpr char kShardMagic[8] = {'D', 'S', 'Z', 'S', 'H', 'A', 'R', 'D'};
+constexpr size_t kShardHeaderBytes = 64;
+
+inline std::string shard_name(int rank) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "rank%05d.shard", rank);
+    return buf;
+}
+
+}  // namespace dsz

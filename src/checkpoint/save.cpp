@@ -1,0 +1,169 @@
+/*
+ * save.cpp -- Engine::save: writing a checkpoint that is never half-visible.
+ *
+ * Everything is written into a hidden temporary directory beside the target,
+ * synced, and only then renamed into place; `latest` moves last. A failure
+ * at any point removes the temporary directory and leaves the previous
+ * checkpoint and `latest` as they were.
+ */
+#include <unistd.h>
+
+#include <cstring>
+
+#include "checkpoint/files.h"
+#include "checkpoint/format.h"
+#include "checkpoint/json_util.h"
+#include "common/error.h"
+#include "engine/engine.h"
+
+namespace dsz {
+
+void check_tag(const std::string &tag) {
+    if (tag.empty() || tag == "." || tag == ".." || tag == kLatestName || tag[0] == '.' ||
+        tag.find('/') != std::string::npos)
+        fail(DSZ_ERR_INVALID_ARGUMENT,
+             "checkpoint tag \"%s\" is not usable as a directory name (empty, '.', '..', 'latest', leading '.' "
+             "or '/' are refused)",
+             tag.c_str());
+}
+
+static cJSON *shape_json(const std::vector<int64_t> &shape) {
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t d : shape) cJSON_AddItemToArray(a, cJSON_CreateNumber(static_cast<double>(d)));
+    return a;
+}
+
+void Engine::save(const std::string &dir, const std::string &tag_in, const std::string &client_state) {
+    require_registered("dsz_save");
+    const std::string tag = tag_in.empty() ? "global_step" + std::to_string(global_steps_) : tag_in;
+    check_tag(tag);
+    JsonPtr client(cJSON_Parse(client_state.empty() ? "null" : client_state.c_str()));
+    if (!client) fail(DSZ_ERR_INVALID_ARGUMENT, "dsz_save: client_state_json is not valid JSON");
+    if (in_micro_ || backward_done_ || micro_steps_ % cfg_.gradient_accumulation_steps != 0)
+        log_.warn("dsz_save in the middle of an accumulation window: gradients accumulated so far are not saved");
+
+    make_dirs(dir);
+    const std::string final_dir = path_join(dir, tag);
+    const std::string tmp = path_join(dir, "." + tag + ".tmp." + std::to_string(::getpid()));
+    remove_tree(tmp);
+    try {
+        make_dirs(tmp);
+        JsonPtr m(cJSON_CreateObject());
+        cJSON_AddStringToObject(m.get(), "format", kFormatName);
+        cJSON *ver = cJSON_AddArrayToObject(m.get(), "format_version");
+        cJSON_AddItemToArray(ver, cJSON_CreateNumber(kFormatMajor));
+        cJSON_AddItemToArray(ver, cJSON_CreateNumber(kFormatMinor));
+        cJSON_AddStringToObject(m.get(), "dszero_version", dsz_version());
+        cJSON_AddStringToObject(m.get(), "tag", tag.c_str());
+        cJSON_AddNumberToObject(m.get(), "world_size", world_);
+        cJSON_AddNumberToObject(m.get(), "zero_stage", cfg_.zero.stage);
+        cJSON_AddStringToObject(m.get(), "model_dtype",
+                                dtype_name(params_.empty() ? DType::f32 : params_[0].host.dtype));
+        cJSON *conf = cJSON_Parse(cfg_.json.c_str());
+        cJSON_AddItemToObject(m.get(), "config", conf ? conf : cJSON_CreateNull());
+
+        cJSON *opt = cJSON_AddObjectToObject(m.get(), "optimizer");
+        cJSON_AddStringToObject(opt, "type", optimizer_ ? optimizer_->name() : "none");
+        cJSON *snames = cJSON_AddArrayToObject(opt, "states");
+        const int n_states = optimizer_ ? optimizer_->state_count() : 0;
+        for (int s = 0; s < n_states; ++s) cJSON_AddItemToArray(snames, cJSON_CreateString(optimizer_->state_name(s)));
+
+        cJSON *cnt = cJSON_AddObjectToObject(m.get(), "counters");
+        cJSON_AddNumberToObject(cnt, "global_steps", static_cast<double>(global_steps_));
+        cJSON_AddNumberToObject(cnt, "micro_steps", static_cast<double>(micro_steps_));
+        cJSON_AddNumberToObject(cnt, "skipped_steps", static_cast<double>(skipped_steps_));
+        cJSON_AddNumberToObject(cnt, "global_samples", static_cast<double>(global_samples_));
+        cJSON_AddNumberToObject(cnt, "grad_norm", grad_norm_);
+
+        const LossScalerState &ls = scaler_.state();
+        cJSON *sc = cJSON_AddObjectToObject(m.get(), "loss_scaler");
+        cJSON_AddNumberToObject(sc, "scale", ls.scale);
+        cJSON_AddNumberToObject(sc, "iter", static_cast<double>(ls.iter));
+        cJSON_AddNumberToObject(sc, "last_overflow", static_cast<double>(ls.last_overflow));
+        cJSON_AddNumberToObject(sc, "hysteresis_left", static_cast<double>(ls.hysteresis_left));
+
+        cJSON *sch = cJSON_AddObjectToObject(m.get(), "scheduler");
+        cJSON_AddStringToObject(sch, "type", cfg_.scheduler.type_name.c_str());
+        cJSON_AddNumberToObject(sch, "last_batch_iteration", static_cast<double>(sched_t_));
+
+        cJSON *groups = cJSON_AddArrayToObject(m.get(), "groups");
+        for (size_t g = 0; g < groups_.size(); ++g) {
+            const GroupState &G = groups_[g];
+            const GroupLayout &L = layout_.groups[g];
+            cJSON *jg = cJSON_CreateObject();
+            cJSON_AddStringToObject(jg, "name", G.name.c_str());
+            cJSON_AddNumberToObject(jg, "base_lr", G.base_lr);
+            cJSON_AddNumberToObject(jg, "weight_decay", G.weight_decay);
+            cJSON_AddNumberToObject(jg, "step_count", static_cast<double>(G.step_count));
+            cJSON_AddNumberToObject(jg, "numel", static_cast<double>(L.numel));
+            cJSON_AddNumberToObject(jg, "padded", static_cast<double>(L.padded));
+            cJSON_AddNumberToObject(jg, "partition", static_cast<double>(L.partition));
+            cJSON *jp = cJSON_AddArrayToObject(jg, "params");
+            for (size_t k = 0; k < L.params.size(); ++k) {
+                const ParamRecord &p = params_[L.params[k]];
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "name", p.name.c_str());
+                cJSON_AddItemToObject(o, "shape", shape_json(p.host.shape));
+                cJSON_AddStringToObject(o, "dtype", dtype_name(p.host.dtype));
+                cJSON_AddNumberToObject(o, "offset", static_cast<double>(L.offsets[k]));
+                cJSON_AddNumberToObject(o, "numel", static_cast<double>(p.host.numel));
+                cJSON_AddItemToArray(jp, o);
+            }
+            cJSON_AddItemToArray(groups, jg);
+        }
+
+        /* This rank's shard: a header, then per group its master partition and
+         * each optimizer state, fp32, little-endian. */
+        const std::string shard = shard_name(rank_);
+        FileWriter w(path_join(tmp, shard));
+        char header[kShardHeaderBytes] = {};
+        std::memcpy(header, kShardMagic, sizeof kShardMagic);
+        const uint32_t hv[4] = {static_cast<uint32_t>(kFormatMajor), static_cast<uint32_t>(kFormatMinor),
+                                static_cast<uint32_t>(rank_), static_cast<uint32_t>(world_)};
+        std::memcpy(header + 8, hv, sizeof hv);
+        w.write(header, sizeof header);
+        cJSON *files = cJSON_AddArrayToObject(m.get(), "files");
+        cJSON *jf = cJSON_CreateObject();
+        cJSON_AddStringToObject(jf, "name", shard.c_str());
+        cJSON_AddNumberToObject(jf, "rank", rank_);
+        cJSON *arrays = cJSON_AddArrayToObject(jf, "arrays");
+        auto put = [&](size_t g, const char *kind, const std::vector<float> &v) {
+            const GroupLayout &L = layout_.groups[g];
+            const size_t begin = static_cast<size_t>(rank_) * L.partition;
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "group", static_cast<double>(g));
+            cJSON_AddStringToObject(a, "kind", kind);
+            cJSON_AddNumberToObject(a, "offset", static_cast<double>(w.bytes()));
+            cJSON_AddNumberToObject(a, "count", static_cast<double>(L.partition));
+            cJSON_AddItemToArray(arrays, a);
+            w.write(v.data() + begin, L.partition * sizeof(float));
+        };
+        for (size_t g = 0; g < groups_.size(); ++g) {
+            put(g, "master", groups_[g].master);
+            for (int s = 0; s < n_states; ++s) put(g, optimizer_->state_name(s), groups_[g].states[static_cast<size_t>(s)]);
+        }
+        w.close();
+        cJSON_AddNumberToObject(jf, "bytes", static_cast<double>(w.bytes()));
+        cJSON_AddNumberToObject(jf, "crc32", static_cast<double>(w.crc()));
+        cJSON_AddItemToArray(files, jf);
+        cJSON_AddItemToObject(m.get(), "client_state", client.release());
+
+        char *text = cJSON_Print(m.get());
+        if (!text) fail(DSZ_ERR_OUT_OF_MEMORY, "cannot serialise the checkpoint manifest");
+        const std::string manifest(text);
+        cJSON_free(text);
+        FileWriter mw(path_join(tmp, kManifestName));
+        mw.write(manifest.data(), manifest.size());
+        mw.close();
+        fsync_dir(tmp);
+        commit_dir(tmp, final_dir);
+        write_file_atomic(path_join(dir, kLatestName), tag);
+    } catch (...) {
+        remove_tree(tmp);
+        throw;
+    }
+    log_.logf(DSZ_LOG_INFO, "saved checkpoint %s (global step %lld)", final_dir.c_str(),
+              static_cast<long long>(global_steps_));
+}
+
+}  // namespace dsz

@@ -1,0 +1,194 @@
+/*
+ * engine.cpp -- creating an engine and registering the model's parameters.
+ *
+ * Creation parses the config (src/config), builds the optimizer, schedule
+ * and loss scaler, and decides the world size. Registration validates every
+ * tensor before changing anything, lays the parameters out flat
+ * (zero/layout.h), copies their initial values into the fp32 masters and
+ * prepares the spans the optimizer walks.
+ */
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <unordered_set>
+
+#include "common/error.h"
+#include "tensor/convert.h"
+
+namespace dsz {
+
+/* Elements per span: small enough to spread a tensor over threads, large
+ * enough that per-span overhead is noise. */
+static constexpr size_t kSpanElements = size_t(1) << 16;
+
+static int env_int(const char *name) {
+    const char *v = std::getenv(name);
+    return v && *v ? std::atoi(v) : -1;
+}
+
+/* World size a launcher gave this process (mpirun / srun), or -1. */
+static int launcher_world_size() {
+    int n = env_int("OMPI_COMM_WORLD_SIZE");
+    if (n < 0) n = env_int("PMI_SIZE");
+    if (n < 0 && env_int("SLURM_PROCID") >= 0) n = env_int("SLURM_STEP_NUM_TASKS");
+    return n;
+}
+
+static int min_log_level(const std::string &name, int fallback) {
+    if (name.empty()) return fallback;
+    std::string l = name;
+    std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (l == "debug") return DSZ_LOG_DEBUG;
+    if (l == "info") return DSZ_LOG_INFO;
+    if (l == "warning") return DSZ_LOG_WARNING;
+    return DSZ_LOG_ERROR;
+}
+
+static const char *dtype_label(ModelDtype d) {
+    return d == ModelDtype::fp16 ? "fp16" : d == ModelDtype::bf16 ? "bf16" : "fp32";
+}
+
+static DType model_dtype(ModelDtype d) {
+    return d == ModelDtype::fp16 ? DType::f16 : d == ModelDtype::bf16 ? DType::bf16 : DType::f32;
+}
+
+Engine::Engine(const std::string &config_text, const EngineOptions &opts)
+    : schedule_(SchedulerConfig{}) {
+    int world = opts.world_size;
+    const int launched = launcher_world_size();
+    if (world <= 0) world = launched > 0 ? launched : 1;
+    if (world > 1 || launched > 1)
+        fail(DSZ_ERR_UNSUPPORTED,
+             "world size %d: this build of dszero runs a single rank; multi-rank training arrives with the MPI "
+             "communicator (launch without mpirun, or pass world_size 1)",
+             std::max(world, launched));
+    if (opts.rank > 0) fail(DSZ_ERR_INVALID_ARGUMENT, "rank %d is out of range for world size 1", opts.rank);
+    world_ = 1;
+    rank_ = 0;
+
+    HostValues host;
+    host.world_size = world_;
+    host.auto_values_json = opts.auto_values;
+    ParseResult parsed = parse_config(config_text, host);
+    cfg_ = std::move(parsed.config);
+    log_ = Logger(opts.log_fn, opts.log_user, min_log_level(cfg_.log_level, opts.log_level), rank_,
+                  opts.log_all_ranks);
+    for (const std::string &w : parsed.warnings) log_.warn(w);
+
+    schedule_ = LrSchedule(cfg_.scheduler);
+    if (cfg_.optimizer.type != OptimizerType::none) optimizer_ = make_optimizer(cfg_.optimizer);
+    if (cfg_.fp16.enabled) scaler_ = LossScaler(cfg_.fp16, cfg_.zero.stage >= 1);
+    if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme || cfg_.zero.offload_param.device == OffloadDevice::nvme)
+        log_.warn("NVMe offload is not implemented yet: optimizer states and parameters stay in host memory");
+    pool_.reset(new ThreadPool(opts.cpu_threads));
+
+    log_.logf(DSZ_LOG_INFO,
+              "dszero %s: ZeRO stage %d, %s, optimizer %s, scheduler %s, world size %d, micro batch %lld, "
+              "gradient accumulation %lld, %d CPU threads",
+              dsz_version(), cfg_.zero.stage, dtype_label(cfg_.model_dtype()),
+              optimizer_ ? optimizer_->name() : "none",
+              cfg_.scheduler.type == SchedulerType::none ? "none" : cfg_.scheduler.type_name.c_str(), world_,
+              static_cast<long long>(cfg_.train_micro_batch_size_per_gpu),
+              static_cast<long long>(cfg_.gradient_accumulation_steps), pool_->size());
+}
+
+Engine::~Engine() = default;
+
+void Engine::require_registered(const char *what) const {
+    if (!registered_) fail(DSZ_ERR_STATE, "%s: no parameters registered yet (call dsz_register_params first)", what);
+}
+
+size_t Engine::param_index(const std::string &name) const {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) fail(DSZ_ERR_NOT_FOUND, "no parameter named '%s' is registered", name.c_str());
+    return it->second;
+}
+
+size_t Engine::n_elements() const {
+    size_t n = 0;
+    for (const ParamRecord &p : params_) n += p.host.numel;
+    return n;
+}
+
+double Engine::group_lr(size_t g) const {
+    if (g >= groups_.size())
+        fail(DSZ_ERR_INVALID_ARGUMENT, "parameter group %zu does not exist (%zu groups)", g, groups_.size());
+    return groups_[g].lr;
+}
+
+void Engine::register_params(const std::vector<std::string> &names, const std::vector<const DLTensor *> &tensors,
+                             const std::vector<int> &groups, const std::vector<GroupSpec> &specs) {
+    if (registered_) fail(DSZ_ERR_STATE, "dsz_register_params was already called for this engine");
+    const size_t n = names.size();
+    const int n_groups = specs.empty() ? 1 : static_cast<int>(specs.size());
+    const DType want = model_dtype(cfg_.model_dtype());
+
+    std::vector<ParamRecord> params(n);
+    std::unordered_map<std::string, size_t> by_name;
+    std::vector<LayoutParam> lp(n);
+    for (size_t i = 0; i < n; ++i) {
+        if (names[i].empty()) fail(DSZ_ERR_INVALID_ARGUMENT, "parameter %zu has an empty or NULL name", i);
+        const std::string what = "parameter '" + names[i] + "'";
+        if (!by_name.emplace(names[i], i).second)
+            fail(DSZ_ERR_INVALID_ARGUMENT, "%s is registered twice (indices %zu and %zu)", what.c_str(),
+                 by_name[names[i]], i);
+        if (groups[i] < 0 || groups[i] >= n_groups)
+            fail(DSZ_ERR_INVALID_ARGUMENT, "%s names group %d, but there %s %d group%s", what.c_str(), groups[i],
+                 n_groups == 1 ? "is" : "are", n_groups, n_groups == 1 ? "" : "s");
+        params[i].name = names[i];
+        params[i].host = check_host_tensor(tensors[i], what);
+        params[i].group = groups[i];
+        if (params[i].host.dtype != want)
+            fail(DSZ_ERR_DTYPE, "%s is %s, but the config trains in %s (%s); register %s tensors", what.c_str(),
+                 dtype_name(params[i].host.dtype), dtype_name(want),
+                 cfg_.fp16.enabled ? "fp16.enabled" : cfg_.bf16.enabled ? "bf16.enabled" : "no fp16/bf16 section enabled",
+                 dtype_name(want));
+        lp[i] = LayoutParam{params[i].host.numel, groups[i]};
+    }
+
+    FlatLayout layout = make_flat_layout(lp, n_groups, world_);
+    std::vector<GroupState> gs(static_cast<size_t>(n_groups));
+    const int n_states = optimizer_ ? optimizer_->state_count() : 0;
+    for (int g = 0; g < n_groups; ++g) {
+        GroupState &G = gs[static_cast<size_t>(g)];
+        const GroupLayout &L = layout.groups[static_cast<size_t>(g)];
+        const GroupSpec spec = specs.empty() ? GroupSpec{} : specs[static_cast<size_t>(g)];
+        G.name = spec.name.empty() ? "group" + std::to_string(g) : spec.name;
+        G.base_lr = spec.has_lr ? spec.lr : cfg_.optimizer.lr;
+        G.weight_decay = spec.has_weight_decay ? spec.weight_decay : cfg_.optimizer.weight_decay;
+        G.master.assign(L.padded, 0.0f);
+        G.grad.assign(L.padded, 0.0f);
+        for (int s = 0; s < n_states; ++s) G.states.emplace_back(L.padded, optimizer_->state_init(s));
+        for (size_t k = 0; k < L.params.size(); ++k) {
+            ParamRecord &p = params[L.params[k]];
+            p.offset = L.offsets[k];
+            G.tensors.push_back(Segment{p.offset, p.host.numel});
+            for (size_t b = 0; b < p.host.numel; b += kSpanElements) {
+                const size_t len = std::min(kSpanElements, p.host.numel - b);
+                G.spans.push_back(Span{p.offset + b, len,
+                                       static_cast<char *>(p.host.data) + b * dtype_size(p.host.dtype)});
+            }
+            convert_to_f32(p.host.data, p.host.dtype, G.master.data() + p.offset, p.host.numel);
+        }
+    }
+
+    params_ = std::move(params);
+    by_name_ = std::move(by_name);
+    groups_ = std::move(gs);
+    layout_ = std::move(layout);
+    sched_t_ = cfg_.scheduler.last_batch_iteration;
+    refresh_schedule();
+    registered_ = true;
+    log_.logf(DSZ_LOG_INFO, "registered %zu parameters (%zu elements) in %d group%s", n, n_elements(), n_groups,
+              n_groups == 1 ? "" : "s");
+}
+
+void Engine::refresh_schedule() {
+    for (GroupState &G : groups_) {
+        G.sched = schedule_.at(sched_t_, G.base_lr);
+        G.lr = G.sched.lr;
+    }
+}
+
+}  // namespace dsz

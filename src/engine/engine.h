@@ -1,0 +1,154 @@
+/*
+ * engine.h -- the training engine behind a dsz_engine handle.
+ *
+ * The engine owns everything around the host's forward and backward: the
+ * flat fp32 master weights and gradient accumulators of each parameter
+ * group (laid out by zero/layout.h), the optimizer state, the loss scaler,
+ * the LR schedule, the step counters and the timers. One micro-batch is
+ * grad_ready* -> backward -> step; step acts at the accumulation boundary.
+ * This file holds no C types beyond what the shims in src/api pass through.
+ */
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/log.h"
+#include "common/thread_pool.h"
+#include "config/config.h"
+#include "optim/loss_scaler.h"
+#include "optim/lr_schedule.h"
+#include "optim/optimizer.h"
+#include "tensor/host_tensor.h"
+#include "zero/layout.h"
+
+namespace dsz {
+
+struct EngineOptions {
+    int world_size = 0;   /* 0: from the launcher */
+    int rank = -1;
+    int local_rank = -1;
+    int cpu_threads = 0;
+    std::string auto_values;
+    dsz_log_fn log_fn = nullptr;
+    void *log_user = nullptr;
+    int log_level = DSZ_LOG_INFO;
+    bool log_all_ranks = false;
+};
+
+struct ParamRecord {
+    std::string name;
+    HostTensor host;
+    int group = 0;
+    size_t offset = 0;         /* inside the group's flat buffer */
+    bool grad_in_window = false;   /* a gradient arrived in this accumulation window */
+    bool grad_in_micro = false;    /* ... in this micro-batch */
+};
+
+struct GroupState {
+    std::string name;
+    double base_lr = 0;
+    double weight_decay = 0;
+    double lr = 0;                 /* current (scheduled) */
+    ScheduleValue sched{};         /* current schedule value (betas for OneCycle) */
+    int64_t step_count = 0;        /* updates applied */
+    std::vector<float> master;     /* padded flat fp32 weights */
+    std::vector<float> grad;       /* padded flat fp32 gradient accumulator */
+    std::vector<std::vector<float>> states;
+    std::vector<Segment> tensors;
+    std::vector<Span> spans;
+};
+
+/* A dsz_param_group after the C shim: which settings the host gave. */
+struct GroupSpec {
+    std::string name;
+    bool has_lr = false, has_weight_decay = false;
+    double lr = 0, weight_decay = 0;
+};
+
+struct StepResult {
+    bool boundary = false, stepped = false, skipped = false;
+};
+
+/* Wall-clock accumulators for wall_clock_breakdown (milliseconds). */
+struct StepTimers {
+    double grad_ready = 0, backward = 0, step = 0;          /* this micro-step */
+    double win_grad_ready = 0, win_backward = 0, win_step = 0; /* this window */
+    double norm = 0, update = 0;                            /* last boundary */
+};
+
+class Engine {
+public:
+    Engine(const std::string &config_text, const EngineOptions &opts);
+    ~Engine();
+
+    const Config &config() const { return cfg_; }
+    const Logger &logger() const { return log_; }
+    int rank() const { return rank_; }
+    int world_size() const { return world_; }
+
+    /* names[i] / tensors[i] / groups[i] describe parameter i; `specs` may be
+     * empty (one group with the config's settings). */
+    void register_params(const std::vector<std::string> &names, const std::vector<const DLTensor *> &tensors,
+                         const std::vector<int> &groups, const std::vector<GroupSpec> &specs);
+    bool registered() const { return registered_; }
+    /* Throws DSZ_ERR_STATE naming `what` before dsz_register_params. */
+    void require_registered(const char *what) const;
+    size_t param_index(const std::string &name) const;
+
+    double loss_multiplier() const;
+    void grad_ready(size_t index, const DLTensor *grad);
+    void backward();
+    StepResult step();
+
+    /* Counters and values for dsz_get_state / dsz_step_info. */
+    int64_t global_steps() const { return global_steps_; }
+    int64_t micro_steps() const { return micro_steps_; }
+    int64_t skipped_steps() const { return skipped_steps_; }
+    int64_t global_samples() const { return global_samples_; }
+    double loss_scale() const { return scaler_.scale(); }
+    double grad_norm() const { return grad_norm_; }
+    double group_lr(size_t g) const;
+    size_t n_groups() const { return groups_.size(); }
+    size_t n_params() const { return params_.size(); }
+    size_t n_elements() const;
+
+    void save(const std::string &dir, const std::string &tag, const std::string &client_state);
+    std::string load(const std::string &dir, const std::string &tag, uint32_t flags);
+
+private:
+    void zero_untouched_grads();
+    void clear_grads();
+    double grad_sumsq();               /* sum of squares of all accumulated grads */
+    void apply_update(double grad_mul);
+    void refresh_schedule();
+    void write_back_all();             /* master -> host tensors */
+    void log_progress() const;
+    void log_timers(bool boundary);
+
+    Config cfg_;
+    Logger log_;
+    int world_ = 1, rank_ = 0;
+    std::unique_ptr<ThreadPool> pool_;
+    std::unique_ptr<Optimizer> optimizer_;
+    LrSchedule schedule_;
+    LossScaler scaler_;
+    FlatLayout layout_;
+    std::vector<ParamRecord> params_;
+    std::unordered_map<std::string, size_t> by_name_;
+    std::vector<GroupState> groups_;
+    bool registered_ = false;
+
+    bool in_micro_ = false;            /* grads arrived since the last backward */
+    bool backward_done_ = false;       /* backward called, step not yet */
+    int64_t micro_steps_ = 0, global_steps_ = 0, skipped_steps_ = 0, global_samples_ = 0;
+    int64_t sched_t_ = -1;             /* the schedule's last_batch_iteration */
+    double grad_norm_ = 0;
+    StepTimers timers_;
+};
+
+}  // namespace dsz

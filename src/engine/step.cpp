@@ -1,0 +1,180 @@
+/*
+ * step.cpp -- the optimizer boundary (DeepSpeed's engine.step()).
+ *
+ * Every gradient_accumulation_steps micro-batches: zero the gradients of
+ * parameters that got none, compute the global gradient norm and overflow
+ * flag in one pass (fixed chunk order, so the result is reproducible), let
+ * the loss scaler react, and either skip (overflow) or unscale and clip in
+ * one factor (reference §6), update the masters and the host's tensors,
+ * and step the LR schedule. Then log like DeepSpeed.
+ */
+#include <cmath>
+#include <vector>
+
+#include "common/error.h"
+#include "engine/engine.h"
+
+namespace dsz {
+
+static constexpr size_t kNormGrain = size_t(1) << 16;
+
+static double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double Engine::grad_sumsq() {
+    double total = 0;
+    for (GroupState &G : groups_) {
+        const float *g = G.grad.data();
+        std::vector<double> partial(ThreadPool::chunk_count(G.grad.size(), kNormGrain), 0.0);
+        pool_->parallel_for(G.grad.size(), kNormGrain, [&](size_t c, size_t b, size_t e) {
+            double s = 0;
+            for (size_t i = b; i < e; ++i) s += static_cast<double>(g[i]) * static_cast<double>(g[i]);
+            partial[c] = s;
+        });
+        for (double s : partial) total += s;
+    }
+    return total;
+}
+
+void Engine::apply_update(double grad_mul) {
+    const DType out = cfg_.model_dtype() == ModelDtype::fp16 ? DType::f16
+                      : cfg_.model_dtype() == ModelDtype::bf16 ? DType::bf16 : DType::f32;
+    for (GroupState &G : groups_) {
+        if (G.spans.empty()) continue;
+        std::vector<float *> states;
+        for (auto &s : G.states) states.push_back(s.data());
+        UpdateArgs a;
+        a.master = G.master.data();
+        a.grad = G.grad.data();
+        a.grad_dtype = DType::f32;
+        a.states = states.data();
+        a.out_dtype = out;
+        a.spans = &G.spans;
+        a.tensors = &G.tensors;
+        a.grad_mul = grad_mul;
+        a.hyper.lr = G.lr;
+        a.hyper.weight_decay = G.weight_decay;
+        a.hyper.beta1 = G.sched.has_momentum ? G.sched.beta1 : cfg_.optimizer.beta1;
+        a.hyper.beta2 = G.sched.has_momentum ? G.sched.beta2 : cfg_.optimizer.beta2;
+        a.hyper.step = ++G.step_count;
+        a.pool = pool_.get();
+        optimizer_->update(a);
+    }
+}
+
+static std::string overflow_message(const LossScalerState &before, const LossScalerState &after, bool dynamic,
+                                     int64_t step) {
+    if (!dynamic)
+        return strprintf("Grad overflow on iteration %lld: skipping step (static loss scale %g)",
+                         static_cast<long long>(step), before.scale);
+    if (after.scale < before.scale)
+        return strprintf("OVERFLOW! Rank 0 Skipping step. Attempted loss scale: %g, reducing to %g", before.scale,
+                         after.scale);
+    return strprintf("OVERFLOW! Rank 0 Skipping step. Attempted loss scale: %g, but hysteresis is %lld. "
+                     "Reducing hysteresis to %lld",
+                     before.scale, static_cast<long long>(before.hysteresis_left),
+                     static_cast<long long>(after.hysteresis_left));
+}
+
+StepResult Engine::step() {
+    require_registered("dsz_step");
+    if (!backward_done_)
+        fail(DSZ_ERR_STATE, "dsz_step before dsz_backward: hand the gradients over with dsz_grad_ready and end "
+                            "the micro-batch with dsz_backward first");
+    const bool boundary = (micro_steps_ + 1) % cfg_.gradient_accumulation_steps == 0;
+    if (boundary && !optimizer_)
+        fail(DSZ_ERR_STATE, "dsz_step: the config has no \"optimizer\" section, so there is nothing to update with");
+    const auto t0 = std::chrono::steady_clock::now();
+    backward_done_ = false;
+    ++micro_steps_;
+    StepResult r;
+    r.boundary = boundary;
+    if (!boundary) {
+        timers_.step += ms_since(t0);
+        log_timers(false);
+        return r;
+    }
+
+    zero_untouched_grads();
+    const double sumsq = grad_sumsq();
+    timers_.norm = ms_since(t0);
+    const bool check = cfg_.fp16.enabled || (cfg_.bf16.enabled && cfg_.bf16.check_grad_overflow && cfg_.zero.stage <= 2);
+    const bool overflow = check && !std::isfinite(sumsq);
+    const double scale = scaler_.scale();
+    const LossScalerState before = scaler_.state();
+
+    if (overflow) {
+        clear_grads();
+        ++global_steps_;
+        ++skipped_steps_;
+        global_samples_ += cfg_.train_batch_size;
+        grad_norm_ = -1;
+        r.skipped = true;
+        if (cfg_.fp16.enabled) scaler_.update(true); /* may throw DSZ_ERR_LOSS_SCALE: the skip is already done */
+        log_.info(overflow_message(before, scaler_.state(), scaler_.dynamic(), global_steps_));
+        timers_.step += ms_since(t0);
+        log_timers(true);
+        return r;
+    }
+    if (cfg_.fp16.enabled) scaler_.update(false);
+
+    const double scaled_norm = std::sqrt(sumsq);
+    grad_norm_ = std::isfinite(scaled_norm) ? scaled_norm / scale : -1.0;
+    double combined = scale;
+    const double clip = cfg_.gradient_clipping;
+    if (clip > 0 && grad_norm_ >= 0) {
+        const double factor = (scaled_norm / scale + 1e-6) / clip;
+        if (factor > 1) combined = scale * factor;
+    }
+    const auto t1 = std::chrono::steady_clock::now();
+    apply_update(1.0 / combined);
+    timers_.update = ms_since(t1);
+    clear_grads();
+    ++sched_t_;
+    refresh_schedule();
+    ++global_steps_;
+    global_samples_ += cfg_.train_batch_size;
+    r.stepped = true;
+    timers_.step += ms_since(t0);
+    log_progress();
+    log_timers(true);
+    return r;
+}
+
+void Engine::log_progress() const {
+    const int64_t every = cfg_.steps_per_print;
+    if (every <= 0 || global_steps_ % every != 0 || !log_.enabled(DSZ_LOG_INFO)) return;
+    std::string lr = "[", mom = "[";
+    for (size_t g = 0; g < groups_.size(); ++g) {
+        const GroupState &G = groups_[g];
+        const char *sep = g ? ", " : "";
+        lr += strprintf("%s%.10g", sep, G.lr);
+        if (cfg_.optimizer.type == OptimizerType::sgd)
+            mom += strprintf("%s%.10g", sep, cfg_.optimizer.momentum);
+        else
+            mom += strprintf("%s(%.10g, %.10g)", sep, G.sched.has_momentum ? G.sched.beta1 : cfg_.optimizer.beta1,
+                             G.sched.has_momentum ? G.sched.beta2 : cfg_.optimizer.beta2);
+    }
+    log_.logf(DSZ_LOG_INFO, "step=%lld, skipped=%lld, lr=%s], mom=%s]", static_cast<long long>(global_steps_),
+              static_cast<long long>(skipped_steps_), lr.c_str(), mom.c_str());
+}
+
+void Engine::log_timers(bool boundary) {
+    timers_.win_grad_ready += timers_.grad_ready;
+    timers_.win_backward += timers_.backward;
+    timers_.win_step += timers_.step;
+    if (cfg_.wall_clock_breakdown) {
+        log_.logf(DSZ_LOG_INFO, "time (ms) | grad_ready_microstep: %.2f | backward_microstep: %.2f | step_microstep: %.2f",
+                  timers_.grad_ready, timers_.backward, timers_.step);
+        if (boundary)
+            log_.logf(DSZ_LOG_INFO,
+                      "time (ms) | grad_ready: %.2f | backward: %.2f | step: %.2f | optimizer_gradients: %.2f | "
+                      "optimizer_step: %.2f",
+                      timers_.win_grad_ready, timers_.win_backward, timers_.win_step, timers_.norm, timers_.update);
+    }
+    timers_.grad_ready = timers_.backward = timers_.step = 0;
+    if (boundary) timers_.win_grad_ready = timers_.win_backward = timers_.win_step = 0;
+}
+
+}  // namespace dsz
