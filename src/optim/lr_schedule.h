@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "config/config.h"
 
@@ -27,11 +29,17 @@ public:
      * "scheduler.params.<key>" on a bad value (§3). cfg.type may be none:
      * then at() returns the base lr unchanged. */
     explicit LrSchedule(const SchedulerConfig &cfg);
+    /* t = -1 gives the values DeepSpeed writes at construction (OneCycle:
+     * min lr and betas (cycle_min_mom, 0.99)); t >= 0 what step() writes. */
     ScheduleValue at(int64_t t, double base_lr) const;
     const SchedulerConfig &config() const { return cfg_; }
+    /* WARNING lines DeepSpeed logs while constructing this schedule, in its
+     * order, for the engine to log once (empty for most configs). */
+    const std::vector<std::string> &warnings() const { return warnings_; }
 
 private:
     SchedulerConfig cfg_;
+    std::vector<std::string> warnings_;
 };
 
 }  // namespace dsz
