@@ -77,7 +77,14 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     for (const std::string &w : parsed.warnings) log_.warn(w);
 
     schedule_ = LrSchedule(cfg_.scheduler);
+    /* DeepSpeed warns that the lr was read "before the scheduler started" on
+     * every construction; that one is noise, the others matter. */
+    for (const std::string &w : schedule_.warnings())
+        log_.log(w.rfind("Attempting", 0) == 0 ? DSZ_LOG_DEBUG : DSZ_LOG_WARNING, w);
     if (cfg_.optimizer.type != OptimizerType::none) optimizer_ = make_optimizer(cfg_.optimizer);
+    if (cfg_.scheduler.type == SchedulerType::one_cycle && cfg_.scheduler.cycle_momentum &&
+        (cfg_.optimizer.type == OptimizerType::sgd || cfg_.optimizer.type == OptimizerType::adagrad))
+        log_.warn("scheduler.params.cycle_momentum: the optimizer has no betas, so momentum is not cycled");
     if (cfg_.fp16.enabled) scaler_ = LossScaler(cfg_.fp16, cfg_.zero.stage >= 1);
     if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme || cfg_.zero.offload_param.device == OffloadDevice::nvme)
         log_.warn("NVMe offload is not implemented yet: optimizer states and parameters stay in host memory");

@@ -127,6 +127,7 @@ private:
     void apply_update(double grad_mul);
     void refresh_schedule();
     void write_back_all();             /* master -> host tensors */
+    void update_scaler(bool overflow);  /* and log DeepSpeed's scaler lines */
     void log_progress() const;
     void log_timers(bool boundary);
 

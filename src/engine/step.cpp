@@ -63,20 +63,6 @@ void Engine::apply_update(double grad_mul) {
     }
 }
 
-static std::string overflow_message(const LossScalerState &before, const LossScalerState &after, bool dynamic,
-                                     int64_t step) {
-    if (!dynamic)
-        return strprintf("Grad overflow on iteration %lld: skipping step (static loss scale %g)",
-                         static_cast<long long>(step), before.scale);
-    if (after.scale < before.scale)
-        return strprintf("OVERFLOW! Rank 0 Skipping step. Attempted loss scale: %g, reducing to %g", before.scale,
-                         after.scale);
-    return strprintf("OVERFLOW! Rank 0 Skipping step. Attempted loss scale: %g, but hysteresis is %lld. "
-                     "Reducing hysteresis to %lld",
-                     before.scale, static_cast<long long>(before.hysteresis_left),
-                     static_cast<long long>(after.hysteresis_left));
-}
-
 StepResult Engine::step() {
     require_registered("dsz_step");
     if (!backward_done_)
@@ -102,7 +88,6 @@ StepResult Engine::step() {
     const bool check = cfg_.fp16.enabled || (cfg_.bf16.enabled && cfg_.bf16.check_grad_overflow && cfg_.zero.stage <= 2);
     const bool overflow = check && !std::isfinite(sumsq);
     const double scale = scaler_.scale();
-    const LossScalerState before = scaler_.state();
 
     if (overflow) {
         clear_grads();
@@ -111,13 +96,13 @@ StepResult Engine::step() {
         global_samples_ += cfg_.train_batch_size;
         grad_norm_ = -1;
         r.skipped = true;
-        if (cfg_.fp16.enabled) scaler_.update(true); /* may throw DSZ_ERR_LOSS_SCALE: the skip is already done */
-        log_.info(overflow_message(before, scaler_.state(), scaler_.dynamic(), global_steps_));
+        if (cfg_.fp16.enabled) update_scaler(true); /* may throw DSZ_ERR_LOSS_SCALE: the skip is already done */
+        else log_.info("Overflow detected (bf16 check_grad_overflow). Skipping step.");
         timers_.step += ms_since(t0);
         log_timers(true);
         return r;
     }
-    if (cfg_.fp16.enabled) scaler_.update(false);
+    if (cfg_.fp16.enabled) update_scaler(false);
 
     const double scaled_norm = std::sqrt(sumsq);
     grad_norm_ = std::isfinite(scaled_norm) ? scaled_norm / scale : -1.0;
@@ -140,6 +125,16 @@ StepResult Engine::step() {
     log_progress();
     log_timers(true);
     return r;
+}
+
+void Engine::update_scaler(bool overflow) {
+    try {
+        scaler_.update(overflow);
+    } catch (...) {
+        for (const std::string &m : scaler_.messages()) log_.info(m);
+        throw;
+    }
+    for (const std::string &m : scaler_.messages()) log_.info(m);
 }
 
 void Engine::log_progress() const {
