@@ -89,6 +89,7 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme || cfg_.zero.offload_param.device == OffloadDevice::nvme)
         log_.warn("NVMe offload is not implemented yet: optimizer states and parameters stay in host memory");
     pool_.reset(new ThreadPool(opts.cpu_threads));
+    if (cfg_.dump_state) log_.info("dszero engine configuration (dump_state):\n" + config_to_json(cfg_));
 
     log_.logf(DSZ_LOG_INFO,
               "dszero %s: ZeRO stage %d, %s, optimizer %s, scheduler %s, world size %d, micro batch %lld, "
@@ -187,6 +188,7 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
     sched_t_ = cfg_.scheduler.last_batch_iteration;
     refresh_schedule();
     registered_ = true;
+    log_memory("Engine after register_params");
     log_.logf(DSZ_LOG_INFO, "registered %zu parameters (%zu elements) in %d group%s", n, n_elements(), n_groups,
               n_groups == 1 ? "" : "s");
 }

@@ -130,6 +130,8 @@ private:
     void update_scaler(bool overflow);  /* and log DeepSpeed's scaler lines */
     void log_progress() const;
     void log_timers(bool boundary);
+    size_t owned_bytes() const;        /* masters, gradients, optimizer states */
+    void log_memory(const char *where);  /* memory_breakdown */
 
     Config cfg_;
     Logger log_;
@@ -150,6 +152,7 @@ private:
     int64_t sched_t_ = -1;             /* the schedule's last_batch_iteration */
     double grad_norm_ = 0;
     StepTimers timers_;
+    size_t peak_bytes_ = 0;
 };
 
 }  // namespace dsz

@@ -82,6 +82,7 @@ StepResult Engine::step() {
         return r;
     }
 
+    log_memory("Engine before step");
     zero_untouched_grads();
     const double sumsq = grad_sumsq();
     timers_.norm = ms_since(t0);
@@ -121,6 +122,7 @@ StepResult Engine::step() {
     ++global_steps_;
     global_samples_ += cfg_.train_batch_size;
     r.stepped = true;
+    log_memory("Engine after step");
     timers_.step += ms_since(t0);
     log_progress();
     log_timers(true);
