@@ -1,0 +1,285 @@
+# LibDSZero.jl -- raw, 1:1 `ccall` wrappers of include/dszero.h and the
+# DLPack 0.6 structs, spelled as in C. Layer 1 of the Julia bindings: nothing
+# is checked or converted here (see DSZero.jl for the idiomatic API).
+#
+# Symbols are resolved at run time from the library `library_path()` finds
+# (`ENV["DSZERO_LIBRARY"]`, next to the package, or "libdszero"), through
+# `Libdl.dlsym` (an indirect ccall), so nothing about the library is baked
+# into precompiled code. tests/bindings/check_bindings.py parses every
+# `ccall` below and fails when one disagrees with the header.
+module LibDSZero
+
+using Libdl
+
+# ---- finding and opening the library ----
+
+"""
+    library_path() -> String
+
+The shared library to load: `ENV["DSZERO_LIBRARY"]` (a file, or a folder
+holding libdszero), else a libdszero in the package's `deps/` folder, else the
+CMake build of the checkout the package sits in (`build/src`), else the bare
+name `"libdszero"` for the system's search path.
+"""
+function library_path()
+    file = "libdszero." * Libdl.dlext
+    env = get(ENV, "DSZERO_LIBRARY", "")
+    if !isempty(env)
+        return isdir(env) ? joinpath(env, file) : env
+    end
+    pkg = normpath(joinpath(@__DIR__, ".."))
+    for candidate in (joinpath(pkg, "deps", file), joinpath(pkg, "..", "..", "..", "build", "src", file))
+        isfile(candidate) && return abspath(candidate)
+    end
+    return "libdszero"
+end
+
+# Every dsz_ function of this module, resolved together on first use (so a
+# library missing one fails at once, naming it). The table is never mutated
+# afterwards: lookups take no lock, which keeps them safe in finalizers.
+const _symbols = Ref{Any}(nothing)
+const _lock = ReentrantLock()
+
+function _load_symbols()
+    lock(_lock) do
+        table = _symbols[]
+        table === nothing || return table
+        handle = Libdl.dlopen(library_path(), Libdl.RTLD_LAZY | Libdl.RTLD_LOCAL)
+        fns = [n for n in names(@__MODULE__; all = true)
+               if startswith(String(n), "dsz_") && getfield(@__MODULE__, n) isa Function]
+        table = Dict{Symbol,Ptr{Cvoid}}(n => Libdl.dlsym(handle, n) for n in fns)
+        _symbols[] = table
+        return table
+    end
+end
+
+"Address of the exported function `name`."
+function sym(name::Symbol)
+    table = _symbols[]
+    table === nothing && (table = _load_symbols())
+    return (table::Dict{Symbol,Ptr{Cvoid}})[name]
+end
+
+__init__() = (_symbols[] = nothing; nothing)
+
+# ---- DLPack 0.6 (dlpack/dlpack.h) ----
+
+const DLPACK_VERSION = 60
+
+const DLDeviceType = Cuint
+const kDLCPU = DLDeviceType(1)
+const kDLCUDA = DLDeviceType(2)
+const kDLCUDAHost = DLDeviceType(3)
+const kDLOpenCL = DLDeviceType(4)
+const kDLVulkan = DLDeviceType(7)
+const kDLMetal = DLDeviceType(8)
+const kDLVPI = DLDeviceType(9)
+const kDLROCM = DLDeviceType(10)
+const kDLROCMHost = DLDeviceType(11)
+const kDLExtDev = DLDeviceType(12)
+const kDLCUDAManaged = DLDeviceType(13)
+
+const DLDataTypeCode = Cuint
+const kDLInt = DLDataTypeCode(0)
+const kDLUInt = DLDataTypeCode(1)
+const kDLFloat = DLDataTypeCode(2)
+const kDLOpaqueHandle = DLDataTypeCode(3)
+const kDLBfloat = DLDataTypeCode(4)
+const kDLComplex = DLDataTypeCode(5)
+
+struct DLDevice
+    device_type::DLDeviceType
+    device_id::Cint
+end
+
+struct DLDataType
+    code::UInt8
+    bits::UInt8
+    lanes::UInt16
+end
+
+struct DLTensor
+    data::Ptr{Cvoid}
+    device::DLDevice
+    ndim::Cint
+    dtype::DLDataType
+    shape::Ptr{Int64}
+    strides::Ptr{Int64}
+    byte_offset::UInt64
+end
+
+struct DLManagedTensor
+    dl_tensor::DLTensor
+    manager_ctx::Ptr{Cvoid}
+    deleter::Ptr{Cvoid}
+end
+
+# ---- versions, features, status ----
+
+const DSZ_VERSION_MAJOR = Cint(0)
+const DSZ_VERSION_MINOR = Cint(1)
+const DSZ_VERSION_PATCH = Cint(0)
+const DSZ_VERSION_NUMBER = Cint(DSZ_VERSION_MAJOR * 10000 + DSZ_VERSION_MINOR * 100 + DSZ_VERSION_PATCH)
+
+const DSZ_FEATURE_CUDA = UInt32(1) << 0
+const DSZ_FEATURE_NCCL = UInt32(1) << 1
+const DSZ_FEATURE_MPI = UInt32(1) << 2
+const DSZ_FEATURE_AIO = UInt32(1) << 3
+const DSZ_FEATURE_AVX2 = UInt32(1) << 4
+const DSZ_FEATURE_AVX512 = UInt32(1) << 5
+
+const dsz_status = Int32
+const DSZ_OK = dsz_status(0)
+const DSZ_ERR_INVALID_ARGUMENT = dsz_status(1)
+const DSZ_ERR_CONFIG = dsz_status(2)
+const DSZ_ERR_DTYPE = dsz_status(3)
+const DSZ_ERR_SHAPE = dsz_status(4)
+const DSZ_ERR_STATE = dsz_status(5)
+const DSZ_ERR_IO = dsz_status(6)
+const DSZ_ERR_CHECKPOINT = dsz_status(7)
+const DSZ_ERR_OUT_OF_MEMORY = dsz_status(8)
+const DSZ_ERR_NOT_FOUND = dsz_status(9)
+const DSZ_ERR_UNSUPPORTED = dsz_status(10)
+const DSZ_ERR_COMM = dsz_status(11)
+const DSZ_ERR_TIMEOUT = dsz_status(12)
+const DSZ_ERR_LOSS_SCALE = dsz_status(13)
+const DSZ_ERR_INTERNAL = dsz_status(14)
+const DSZ_ERR_CUDA = dsz_status(15)
+
+const DSZ_LOG_DEBUG = Int32(0)
+const DSZ_LOG_INFO = Int32(1)
+const DSZ_LOG_WARNING = Int32(2)
+const DSZ_LOG_ERROR = Int32(3)
+
+# void (*)(int32_t level, const char *message, void *user_data)
+const dsz_log_fn = Ptr{Cvoid}
+
+# ---- structs ----
+
+"Opaque engine handle; only ever seen as `Ptr{dsz_engine}`."
+struct dsz_engine end
+
+struct dsz_init_options
+    size::UInt32
+    reserved0::UInt32
+    world_size::Int32
+    rank::Int32
+    local_rank::Int32
+    cpu_threads::Int32
+    auto_values::Ptr{Cchar}
+    log_fn::dsz_log_fn
+    log_user_data::Ptr{Cvoid}
+    log_level::Int32
+    log_all_ranks::Int32
+end
+
+struct dsz_param
+    name::Ptr{Cchar}
+    tensor::Ptr{DLTensor}
+    group::Int32
+    flags::UInt32
+end
+
+const DSZ_GROUP_LR = UInt32(1) << 0
+const DSZ_GROUP_WEIGHT_DECAY = UInt32(1) << 1
+
+struct dsz_param_group
+    name::Ptr{Cchar}
+    set_fields::UInt32
+    reserved0::UInt32
+    lr::Cdouble
+    weight_decay::Cdouble
+end
+
+struct dsz_step_info
+    size::UInt32
+    boundary::Int32
+    stepped::Int32
+    skipped::Int32
+    global_steps::Int64
+    micro_steps::Int64
+    skipped_steps::Int64
+    grad_norm::Cdouble
+    lr::Cdouble
+    loss_scale::Cdouble
+end
+
+struct dsz_engine_state
+    size::UInt32
+    world_size::Int32
+    rank::Int32
+    zero_stage::Int32
+    dtype_code::Int32
+    dtype_bits::Int32
+    train_batch_size::Int32
+    micro_batch_size::Int32
+    gradient_accumulation_steps::Int32
+    n_params::Int32
+    n_groups::Int32
+    reserved0::Int32
+    n_elements::Int64
+    global_steps::Int64
+    micro_steps::Int64
+    skipped_steps::Int64
+    global_samples::Int64
+    loss_scale::Cdouble
+    grad_norm::Cdouble
+end
+
+const DSZ_LOAD_SKIP_OPTIMIZER_STATES = UInt32(1) << 0
+const DSZ_LOAD_SKIP_LR_SCHEDULER = UInt32(1) << 1
+const DSZ_LOAD_MODULE_ONLY = UInt32(1) << 2
+
+# ---- functions ----
+
+dsz_version() = ccall(sym(:dsz_version), Ptr{Cchar}, ())
+dsz_version_number() = ccall(sym(:dsz_version_number), Int32, ())
+dsz_features() = ccall(sym(:dsz_features), UInt32, ())
+
+dsz_status_string(status) = ccall(sym(:dsz_status_string), Ptr{Cchar}, (dsz_status,), status)
+dsz_last_error() = ccall(sym(:dsz_last_error), Ptr{Cchar}, ())
+dsz_string_free(s) = ccall(sym(:dsz_string_free), Cvoid, (Ptr{Cchar},), s)
+
+dsz_init_options_init(opts, size) =
+    ccall(sym(:dsz_init_options_init), dsz_status, (Ptr{dsz_init_options}, Csize_t), opts, size)
+dsz_init_options_new(out) =
+    ccall(sym(:dsz_init_options_new), dsz_status, (Ptr{Ptr{dsz_init_options}},), out)
+dsz_init_options_free(opts) =
+    ccall(sym(:dsz_init_options_free), dsz_status, (Ptr{dsz_init_options},), opts)
+dsz_init(out, config, opts) =
+    ccall(sym(:dsz_init), dsz_status, (Ptr{Ptr{dsz_engine}}, Cstring, Ptr{dsz_init_options}), out, config, opts)
+dsz_engine_free(engine) = ccall(sym(:dsz_engine_free), dsz_status, (Ptr{dsz_engine},), engine)
+dsz_config_resolve(config, opts, resolved_json) =
+    ccall(sym(:dsz_config_resolve), dsz_status, (Cstring, Ptr{dsz_init_options}, Ptr{Ptr{Cchar}}),
+          config, opts, resolved_json)
+
+dsz_register_params(engine, params, n_params, groups, n_groups) =
+    ccall(sym(:dsz_register_params), dsz_status,
+          (Ptr{dsz_engine}, Ptr{dsz_param}, Csize_t, Ptr{dsz_param_group}, Csize_t),
+          engine, params, n_params, groups, n_groups)
+dsz_param_index(engine, name, index) =
+    ccall(sym(:dsz_param_index), dsz_status, (Ptr{dsz_engine}, Cstring, Ptr{Csize_t}), engine, name, index)
+
+dsz_loss_scale(engine, multiplier) =
+    ccall(sym(:dsz_loss_scale), dsz_status, (Ptr{dsz_engine}, Ptr{Cdouble}), engine, multiplier)
+dsz_grad_ready(engine, index, grad) =
+    ccall(sym(:dsz_grad_ready), dsz_status, (Ptr{dsz_engine}, Csize_t, Ptr{DLTensor}), engine, index, grad)
+dsz_backward(engine) = ccall(sym(:dsz_backward), dsz_status, (Ptr{dsz_engine},), engine)
+dsz_step_info_init(info, size) =
+    ccall(sym(:dsz_step_info_init), dsz_status, (Ptr{dsz_step_info}, Csize_t), info, size)
+dsz_step(engine, info) = ccall(sym(:dsz_step), dsz_status, (Ptr{dsz_engine}, Ptr{dsz_step_info}), engine, info)
+dsz_engine_state_init(state, size) =
+    ccall(sym(:dsz_engine_state_init), dsz_status, (Ptr{dsz_engine_state}, Csize_t), state, size)
+dsz_get_state(engine, state) =
+    ccall(sym(:dsz_get_state), dsz_status, (Ptr{dsz_engine}, Ptr{dsz_engine_state}), engine, state)
+dsz_get_lr(engine, group, lr) =
+    ccall(sym(:dsz_get_lr), dsz_status, (Ptr{dsz_engine}, Csize_t, Ptr{Cdouble}), engine, group, lr)
+
+dsz_save(engine, dir, tag, client_state_json) =
+    ccall(sym(:dsz_save), dsz_status, (Ptr{dsz_engine}, Cstring, Ptr{Cchar}, Ptr{Cchar}),
+          engine, dir, tag, client_state_json)
+dsz_load(engine, dir, tag, flags, client_state_json) =
+    ccall(sym(:dsz_load), dsz_status, (Ptr{dsz_engine}, Cstring, Ptr{Cchar}, UInt32, Ptr{Ptr{Cchar}}),
+          engine, dir, tag, flags, client_state_json)
+
+end # module LibDSZero
