@@ -79,8 +79,12 @@ const std::vector<TrainerRule> &trainer_rules() {
          [](const Host &h) {
              std::optional<int64_t> micro = h.positive_int("per_device_train_batch_size");
              std::optional<int64_t> steps = h.positive_int("gradient_accumulation_steps");
+             int64_t total = 0;
              if (!micro || !steps) return JsonPtr();
-             return whole(int64_t(h.world_size()) * *micro * *steps);
+             if (__builtin_mul_overflow(*micro * *steps, int64_t(h.world_size()), &total))
+                 fail(DSZ_ERR_CONFIG, "auto_values: per_device_train_batch_size * gradient_accumulation_steps * "
+                                      "world size does not fit in 64 bits");
+             return whole(total);
          }},
         {"gradient_clipping", "max_grad_norm", copy_of("max_grad_norm")},
         {"optimizer.params.lr", "learning_rate", copy_of("learning_rate")},
@@ -188,7 +192,7 @@ void fill_auto_values(cJSON *root, const HostValues &host, Context &ctx) {
 
 void unresolved_auto(const std::string &path) {
     const TrainerRule *rule = rule_for(path);
-    std::string trainer = rule ? std::string(" (or the trainer argument ") + rule->names + ")" : "";
+    std::string trainer = rule && *rule->names ? std::string(" (or the trainer argument ") + rule->names + ")" : "";
     fail(DSZ_ERR_CONFIG,
          "%s: \"auto\" has no value: give \"%s\"%s in auto_values (dsz_init_options.auto_values); "
          "dszero does not replace \"auto\" with a default",

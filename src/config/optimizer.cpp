@@ -138,6 +138,10 @@ const Spec &spec_for_type(OptimizerType type) {
     fail(DSZ_ERR_INTERNAL, "optimizer: no table entry for type %d", static_cast<int>(type));
 }
 
+bool takes_betas(const Spec &spec) {
+    return std::find(spec.params.begin(), spec.params.end(), "betas") != spec.params.end();
+}
+
 std::vector<Field<O>> fields_of(const Spec &spec) {
     std::vector<Field<O>> out;
     for (const std::string &p : spec.params)
@@ -219,7 +223,7 @@ void read_optimizer(Section &top, Config &config) {
                         "not supported (DeepSpeed refuses it too): use the top-level \"gradient_clipping\"");
     params.set_unknown_note(std::string(spec.display) + " takes " + accepted_keys(spec));
     read_fields(params, o, fields_of(spec));
-    if (std::find(spec.params.begin(), spec.params.end(), "betas") != spec.params.end()) read_betas(params, o);
+    if (takes_betas(spec)) read_betas(params, o);
     read_extras(params, spec);
     params.finish();
     s.finish();
@@ -229,7 +233,7 @@ void read_optimizer(Section &top, Config &config) {
 void write_optimizer_params(cJSON *params, const OptimizerConfig &opt) {
     const Spec &spec = spec_for_type(opt.type);
     write_fields(params, opt, fields_of(spec));
-    if (std::find(spec.params.begin(), spec.params.end(), "betas") != spec.params.end()) {
+    if (takes_betas(spec)) {
         cJSON *betas = cJSON_CreateArray();
         add(params, "betas", betas);
         cJSON_AddItemToArray(betas, cJSON_CreateNumber(opt.beta1));

@@ -75,13 +75,10 @@ int64_t to_int(const Entry &e, Typing t, IntRange range, const Context &ctx) {
     std::string want = int_description(range);
     if (is_auto(e.value)) unresolved_auto(e.path);
     int64_t v = 0;
-    if (cJSON_IsNumber(e.value)) {
+    if (cJSON_IsNumber(e.value))
         v = whole_number(e, want, ctx);
-    } else if (t == Typing::lax && cJSON_IsString(e.value) && parse_int_text(e.value->valuestring, v)) {
-        /* pydantic's lax mode takes integer-form strings */
-    } else {
+    else if (!(t == Typing::lax && cJSON_IsString(e.value) && parse_int_text(e.value->valuestring, v)))
         ctx.value_error(e.path, "expected " + want + ", got " + describe(e.value));
-    }
     if (v < range.min || v > range.max)
         ctx.value_error(e.path, "expected " + want + ", got " + std::to_string(v));
     return v;
@@ -97,12 +94,10 @@ int to_int32(const Entry &e, Typing t, IntRange range, const Context &ctx) {
 double to_number(const Entry &e, Typing t, const Context &ctx) {
     if (is_auto(e.value)) unresolved_auto(e.path);
     double d = 0;
-    if (cJSON_IsNumber(e.value)) {
+    if (cJSON_IsNumber(e.value))
         d = e.value->valuedouble;
-    } else if (!(t == Typing::lax && cJSON_IsString(e.value) &&
-                 parse_number_text(e.value->valuestring, d))) {
+    else if (!(t == Typing::lax && cJSON_IsString(e.value) && parse_number_text(e.value->valuestring, d)))
         ctx.value_error(e.path, "expected a number, got " + describe(e.value));
-    }
     if (!std::isfinite(d)) ctx.value_error(e.path, "expected a finite number, got " + describe(e.value));
     return d;
 }
@@ -170,21 +165,9 @@ bool Section::read(const char *key, bool &out) {
     return bool(e);
 }
 
-bool Section::read(const char *key, double &out) {
-    Entry e = entry(key);
-    if (e) out = to_number(e, typing_, ctx_);
-    return bool(e);
-}
-
 bool Section::read(const char *key, int64_t &out, IntRange range) {
     Entry e = entry(key);
     if (e) out = to_int(e, typing_, range, ctx_);
-    return bool(e);
-}
-
-bool Section::read(const char *key, int &out, IntRange range) {
-    Entry e = entry(key);
-    if (e) out = to_int32(e, typing_, range, ctx_);
     return bool(e);
 }
 

@@ -96,9 +96,7 @@ public:
 
     /* Typed reads: false (and `out` untouched) when the key is absent. */
     bool read(const char *key, bool &out);
-    bool read(const char *key, double &out);
     bool read(const char *key, int64_t &out, IntRange range = {});
-    bool read(const char *key, int &out, IntRange range = {});
     bool read(const char *key, std::string &out);
 
     /* The object at `key` as a section (absent or null: an absent section). */
@@ -110,8 +108,6 @@ public:
     /* Reports keys never asked for: an error or warnings. `hint` may add a
      * sentence to a key's warning. */
     void finish(const std::function<std::string(const std::string &key)> &hint = nullptr);
-
-    const std::vector<std::string> &known_keys() const { return known_; }
 
 private:
     const cJSON *object_;

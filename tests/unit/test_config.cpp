@@ -1,5 +1,5 @@
 /*
- * test_config_values.cpp -- what the parser accepts and what it makes of it:
+ * test_config.cpp -- what the parser accepts and what it makes of it:
  * defaults, optimizer types, value coercion, warnings for unknown and
  * deprecated keys, "auto" from the host, comments, config_to_json and
  * read_config_file.
