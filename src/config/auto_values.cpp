@@ -26,7 +26,9 @@ namespace {
 class Host {
 public:
     Host(const cJSON *values, int world_size) : values_(values), world_size_(world_size) {}
-    const cJSON *get(const std::string &name) const { return values_ ? member(values_, name.c_str()) : nullptr; }
+    const cJSON *get(const std::string &name) const {
+        return values_ ? member(values_, name.c_str()) : nullptr;
+    }
     int world_size() const { return world_size_; }
 
     /* A trainer argument that must be a whole number in [1, 2^31). */
@@ -35,7 +37,8 @@ public:
         if (!v) return std::nullopt;
         double d = cJSON_IsNumber(v) ? v->valuedouble : 0;
         if (!(d >= 1 && d <= INT32_MAX && d == std::floor(d)))
-            fail(DSZ_ERR_CONFIG, "auto_values.%s: expected an integer >= 1, got %s", name, describe(v).c_str());
+            fail(DSZ_ERR_CONFIG, "auto_values.%s: expected an integer >= 1, got %s", name,
+                 describe(v).c_str());
         return static_cast<int64_t>(d);
     }
 
@@ -48,7 +51,7 @@ using Maker = std::function<JsonPtr(const Host &)>;
 
 struct TrainerRule {
     const char *path;
-    const char *names;  /* the trainer arguments it is made from, for messages */
+    const char *names; /* the trainer arguments it is made from, for messages */
     Maker make;
 };
 
@@ -57,7 +60,9 @@ struct TrainerRule {
 constexpr const char *kConstantRule = "";
 
 Maker copy_of(const char *name) {
-    return [name](const Host &h) { return JsonPtr(h.get(name) ? cJSON_Duplicate(h.get(name), 1) : nullptr); };
+    return [name](const Host &h) {
+        return JsonPtr(h.get(name) ? cJSON_Duplicate(h.get(name), 1) : nullptr);
+    };
 }
 
 JsonPtr whole(int64_t v) { return JsonPtr(cJSON_CreateNumber(static_cast<double>(v))); }
@@ -73,8 +78,10 @@ Maker from_hidden(double factor, int power) {
 
 const std::vector<TrainerRule> &trainer_rules() {
     static const std::vector<TrainerRule> rules = {
-        {"train_micro_batch_size_per_gpu", "per_device_train_batch_size", copy_of("per_device_train_batch_size")},
-        {"gradient_accumulation_steps", "gradient_accumulation_steps", copy_of("gradient_accumulation_steps")},
+        {"train_micro_batch_size_per_gpu", "per_device_train_batch_size",
+         copy_of("per_device_train_batch_size")},
+        {"gradient_accumulation_steps", "gradient_accumulation_steps",
+         copy_of("gradient_accumulation_steps")},
         {"train_batch_size", "per_device_train_batch_size and gradient_accumulation_steps",
          [](const Host &h) {
              std::optional<int64_t> micro = h.positive_int("per_device_train_batch_size");
@@ -82,8 +89,9 @@ const std::vector<TrainerRule> &trainer_rules() {
              int64_t total = 0;
              if (!micro || !steps) return JsonPtr();
              if (__builtin_mul_overflow(*micro * *steps, int64_t(h.world_size()), &total))
-                 fail(DSZ_ERR_CONFIG, "auto_values: per_device_train_batch_size * gradient_accumulation_steps * "
-                                      "world size does not fit in 64 bits");
+                 fail(DSZ_ERR_CONFIG,
+                      "auto_values: per_device_train_batch_size * gradient_accumulation_steps * "
+                      "world size does not fit in 64 bits");
              return whole(total);
          }},
         {"gradient_clipping", "max_grad_norm", copy_of("max_grad_norm")},
@@ -108,7 +116,8 @@ const std::vector<TrainerRule> &trainer_rules() {
         {"zero_optimization.reduce_bucket_size", "hidden_size", from_hidden(1.0, 2)},
         {"zero_optimization.stage3_prefetch_bucket_size", "hidden_size", from_hidden(0.9, 2)},
         {"zero_optimization.prefetch_bucket_size", "hidden_size", from_hidden(0.9, 2)},
-        {"zero_optimization.stage3_param_persistence_threshold", "hidden_size", from_hidden(10.0, 1)},
+        {"zero_optimization.stage3_param_persistence_threshold", "hidden_size",
+         from_hidden(10.0, 1)},
         {"zero_optimization.param_persistence_threshold", "hidden_size", from_hidden(10.0, 1)},
     };
     return rules;
@@ -126,7 +135,8 @@ JsonPtr host_value(const std::string &path, const Host &host, std::string &sourc
     std::vector<std::string> spellings = {path};
     const std::string zero = "zero_optimization.";
     if (path.compare(0, zero.size(), zero) == 0)
-        if (const char *alias = zero_alias(path.substr(zero.size()))) spellings.push_back(zero + alias);
+        if (const char *alias = zero_alias(path.substr(zero.size())))
+            spellings.push_back(zero + alias);
     for (const std::string &p : spellings)
         if (const cJSON *v = host.get(p)) {
             source = "auto_values \"" + p + "\"";
@@ -135,8 +145,9 @@ JsonPtr host_value(const std::string &path, const Host &host, std::string &sourc
     if (const TrainerRule *rule = rule_for(path)) {
         JsonPtr made = rule->make(host);
         if (made)
-            source = *rule->names ? std::string("the trainer argument ") + rule->names + " in auto_values"
-                                  : std::string("the trainer's fixed value");
+            source = *rule->names
+                         ? std::string("the trainer argument ") + rule->names + " in auto_values"
+                         : std::string("the trainer's fixed value");
         return made;
     }
     return nullptr;
@@ -147,7 +158,8 @@ void fill_tree(cJSON *node, const std::string &path, const Host &host, Context &
     int index = 0;
     for (cJSON *child = node->child, *next = nullptr; child; child = next, ++index) {
         next = child->next;
-        std::string child_path = is_object ? join_path(path, child->string) : path + "[" + std::to_string(index) + "]";
+        std::string child_path =
+            is_object ? join_path(path, child->string) : path + "[" + std::to_string(index) + "]";
         if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
             fill_tree(child, child_path, host, ctx);
         } else if (cJSON_IsString(child) && std::string(child->valuestring) == "auto") {
@@ -164,7 +176,8 @@ void fill_tree(cJSON *node, const std::string &path, const Host &host, Context &
 }
 
 void fill_missing_batch_keys(cJSON *root, const Host &host, Context &ctx) {
-    for (const char *key : {"train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size"}) {
+    for (const char *key :
+         {"train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size"}) {
         const cJSON *present = member(root, key);
         if (present && !cJSON_IsNull(present)) continue;
         std::string source;
@@ -183,7 +196,8 @@ void fill_auto_values(cJSON *root, const HostValues &host, Context &ctx) {
     if (host.auto_values_json.find_first_not_of(" \t\r\n") != std::string::npos) {
         values = parse_json_text(host.auto_values_json, "auto_values", DSZ_ERR_CONFIG);
         if (!cJSON_IsObject(values.get()))
-            fail(DSZ_ERR_CONFIG, "auto_values: expected a JSON object, got %s", describe(values.get()).c_str());
+            fail(DSZ_ERR_CONFIG, "auto_values: expected a JSON object, got %s",
+                 describe(values.get()).c_str());
     }
     Host h(values.get(), host.world_size);
     fill_tree(root, "", h, ctx);
@@ -192,7 +206,8 @@ void fill_auto_values(cJSON *root, const HostValues &host, Context &ctx) {
 
 void unresolved_auto(const std::string &path) {
     const TrainerRule *rule = rule_for(path);
-    std::string trainer = rule && *rule->names ? std::string(" (or the trainer argument ") + rule->names + ")" : "";
+    std::string trainer =
+        rule && *rule->names ? std::string(" (or the trainer argument ") + rule->names + ")" : "";
     fail(DSZ_ERR_CONFIG,
          "%s: \"auto\" has no value: give \"%s\"%s in auto_values (dsz_init_options.auto_values); "
          "dszero does not replace \"auto\" with a default",

@@ -21,7 +21,8 @@ const char *const kSteps = "gradient_accumulation_steps";
 int64_t multiply(int64_t a, int64_t b) {
     int64_t out = 0;
     if (__builtin_mul_overflow(a, b, &out))
-        fail(DSZ_ERR_CONFIG, "%s: %s * %s * world size does not fit in 64 bits", kTrain, kMicro, kSteps);
+        fail(DSZ_ERR_CONFIG, "%s: %s * %s * world size does not fit in 64 bits", kTrain, kMicro,
+             kSteps);
     return out;
 }
 
@@ -48,7 +49,9 @@ BatchInput read_batch_keys(Section &top) {
         if (!e || e.is_null()) return;
         /* "auto" with no host value: derived below, which is what the
          * trainer would compute (world * micro * steps) */
-        if (std::string(key) == kTrain && cJSON_IsString(e.value) && std::string(e.value->valuestring) == "auto") return;
+        if (std::string(key) == kTrain && cJSON_IsString(e.value) &&
+            std::string(e.value->valuestring) == "auto")
+            return;
         out = to_int(e, Typing::natural, {}, top.ctx());
     };
     read(kTrain, in.train_batch_size);
@@ -58,28 +61,33 @@ BatchInput read_batch_keys(Section &top) {
 }
 
 void resolve_batch(const BatchInput &in, int world_size, Config &config, const Context &ctx) {
-    for (auto [key, value] : {std::pair{kTrain, in.train_batch_size}, std::pair{kMicro, in.micro_batch_size},
-                              std::pair{kSteps, in.gradient_accumulation_steps}})
+    for (auto [key, value] :
+         {std::pair{kTrain, in.train_batch_size}, std::pair{kMicro, in.micro_batch_size},
+          std::pair{kSteps, in.gradient_accumulation_steps}})
         if (value && *value <= 0)
             ctx.value_error(key, "has to be greater than 0, got " + std::to_string(*value));
 
     const int64_t w = world_size;
     std::string ws = " world size (" + std::to_string(w) + ")";
-    auto show = [](const char *key, int64_t v) { return std::string(key) + " (" + std::to_string(v) + ")"; };
+    auto show = [](const char *key, int64_t v) {
+        return std::string(key) + " (" + std::to_string(v) + ")";
+    };
     int64_t tb = in.train_batch_size.value_or(0);
     int64_t mb = in.micro_batch_size.value_or(0);
     int64_t ga = in.gradient_accumulation_steps.value_or(0);
-    std::string divisible;  /* what the product check needs when a value was derived */
+    std::string divisible; /* what the product check needs when a value was derived */
 
     if (in.train_batch_size && in.micro_batch_size && in.gradient_accumulation_steps) {
         /* all three given: kept as they are, checked below */
     } else if (in.train_batch_size && in.micro_batch_size) {
         ga = tb / mb / w;
-        if (ga == 0) derived_zero(kSteps, show(kTrain, tb) + " // " + show(kMicro, mb) + " //" + ws, ctx);
+        if (ga == 0)
+            derived_zero(kSteps, show(kTrain, tb) + " // " + show(kMicro, mb) + " //" + ws, ctx);
         divisible = std::string(kTrain) + " must be a multiple of " + kMicro + " * world size";
     } else if (in.train_batch_size && in.gradient_accumulation_steps) {
         mb = tb / w / ga;
-        if (mb == 0) derived_zero(kMicro, show(kTrain, tb) + " //" + ws + " // " + show(kSteps, ga), ctx);
+        if (mb == 0)
+            derived_zero(kMicro, show(kTrain, tb) + " //" + ws + " // " + show(kSteps, ga), ctx);
         divisible = std::string(kTrain) + " must be a multiple of " + kSteps + " * world size";
     } else if (in.micro_batch_size && in.gradient_accumulation_steps) {
         tb = multiply(multiply(mb, ga), w);
@@ -92,18 +100,25 @@ void resolve_batch(const BatchInput &in, int world_size, Config &config, const C
         tb = multiply(mb, w);
         ga = 1;
     } else {
-        fail(DSZ_ERR_CONFIG,
-             "%s: missing, and so is %s%s: DeepSpeed needs one of the two. Set one in the config, or have the "
-             "host pass \"%s\" (or the trainer argument per_device_train_batch_size) in auto_values",
-             kMicro, kTrain, in.gradient_accumulation_steps ? " (gradient_accumulation_steps alone is not enough)" : "",
-             kMicro);
+        fail(
+            DSZ_ERR_CONFIG,
+            "%s: missing, and so is %s%s: DeepSpeed needs one of the two. Set one in the config, "
+            "or have the "
+            "host pass \"%s\" (or the trainer argument per_device_train_batch_size) in auto_values",
+            kMicro, kTrain,
+            in.gradient_accumulation_steps ? " (gradient_accumulation_steps alone is not enough)"
+                                           : "",
+            kMicro);
     }
 
     int64_t product = multiply(multiply(mb, ga), w);
     if (tb != product)
-        fail(DSZ_ERR_CONFIG, "%s != %s * %s *%s = %lld%s%s", show(kTrain, tb).c_str(), show(kMicro, mb).c_str(),
-             show(kSteps, ga).c_str(), ws.c_str(), static_cast<long long>(product),
-             divisible.empty() ? "" : ("; the missing key is derived by integer division, so " + divisible).c_str(),
+        fail(DSZ_ERR_CONFIG, "%s != %s * %s *%s = %lld%s%s", show(kTrain, tb).c_str(),
+             show(kMicro, mb).c_str(), show(kSteps, ga).c_str(), ws.c_str(),
+             static_cast<long long>(product),
+             divisible.empty()
+                 ? ""
+                 : ("; the missing key is derived by integer division, so " + divisible).c_str(),
              sources(ctx).c_str());
 
     config.train_batch_size = tb;

@@ -18,8 +18,8 @@ std::string read_config_file(const std::string &path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         int err = errno;
-        fail(err == ENOENT ? DSZ_ERR_NOT_FOUND : DSZ_ERR_IO, "%s: cannot open the config file: %s", path.c_str(),
-             std::strerror(err));
+        fail(err == ENOENT ? DSZ_ERR_NOT_FOUND : DSZ_ERR_IO, "%s: cannot open the config file: %s",
+             path.c_str(), std::strerror(err));
     }
     std::ostringstream text;
     text << in.rdbuf();

@@ -22,7 +22,7 @@ template <class S>
 struct Field {
     enum class Kind { flag, int64, int32, number } kind;
     const char *key;
-    const char *alias;  /* the other accepted spelling, or nullptr */
+    const char *alias; /* the other accepted spelling, or nullptr */
     IntRange range;
     bool S::*flag_member = nullptr;
     int64_t S::*int64_member = nullptr;

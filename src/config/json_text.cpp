@@ -34,8 +34,10 @@ void blank_comments(std::string &s, const char *what, dsz_status status) {
     for (size_t i = 0; i < s.size(); ++i) {
         char c = s[i];
         if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
+            if (c == '\\')
+                ++i;
+            else if (c == '"')
+                in_string = false;
             continue;
         }
         if (c == '"') {
@@ -65,8 +67,10 @@ void blank_trailing_commas(std::string &s) {
     for (size_t i = 0; i < s.size(); ++i) {
         char c = s[i];
         if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
+            if (c == '\\')
+                ++i;
+            else if (c == '"')
+                in_string = false;
             continue;
         }
         if (c == '"') {
@@ -104,8 +108,7 @@ JsonPtr parse_json_text(const std::string &text, const char *what, dsz_status st
     blank_trailing_commas(clean);
     if (clean.find_first_not_of(" \t\r\n") == std::string::npos)
         fail(status, "%s: empty, expected a JSON object", what);
-    if (clean.find('\0') != std::string::npos)
-        fail(status, "%s: contains a NUL byte", what);
+    if (clean.find('\0') != std::string::npos) fail(status, "%s: contains a NUL byte", what);
 
     const char *end = nullptr;
     JsonPtr root(cJSON_ParseWithOpts(clean.c_str(), &end, 1));

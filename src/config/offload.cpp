@@ -56,7 +56,9 @@ void read_target(Section &s, S &out) {
     Entry device = s.entry("device");
     if (device) {
         std::string name = to_choice(device, {"none", "cpu", "nvme"}, false, s.ctx());
-        out.device = name == "cpu" ? OffloadDevice::cpu : name == "nvme" ? OffloadDevice::nvme : OffloadDevice::none;
+        out.device = name == "cpu"    ? OffloadDevice::cpu
+                     : name == "nvme" ? OffloadDevice::nvme
+                                      : OffloadDevice::none;
     }
     Entry path = s.entry("nvme_path");
     if (path && !path.is_null()) out.nvme_path = to_string(path, s.ctx());
@@ -64,7 +66,8 @@ void read_target(Section &s, S &out) {
 
 void check_fraction(const Section &s, const char *key, double v) {
     if (v < 0 || v > 1)
-        s.ctx().value_error(join_path(s.path(), key), strprintf("expected a number 0-1, got %g", v));
+        s.ctx().value_error(join_path(s.path(), key),
+                            strprintf("expected a number 0-1, got %g", v));
 }
 
 }  // namespace
@@ -83,7 +86,7 @@ bool read_offload_optimizer(Section &zero, OffloadOptimizerConfig &out) {
     s.set_unknown_note("DeepSpeed refuses unknown keys in offload_optimizer");
     read_target(s, out);
     read_fields(s, out, offload_optimizer_fields());
-    bool convert_grad_on_cpu = true;  /* accepted and checked; where to convert is dszero's choice */
+    bool convert_grad_on_cpu = true; /* accepted and checked; where to convert is dszero's choice */
     s.read("convert_grad_on_cpu", convert_grad_on_cpu);
     s.finish();
     check_fraction(s, "ratio", out.ratio);

@@ -53,56 +53,74 @@ using K = Extra::Kind;
 
 struct Spec {
     OptimizerType type;
-    const char *name;       /* DeepSpeed name (any case) or torch.optim class name (exact) */
+    const char *name; /* DeepSpeed name (any case) or torch.optim class name (exact) */
     bool any_case;
     const char *display;
-    std::vector<std::string> params;  /* modelled settings, in the order they are written */
+    std::vector<std::string> params; /* modelled settings, in the order they are written */
     std::vector<Extra> extras;
 };
 
 const Extra kNoAmsgrad{K::flag, "amsgrad", "false"};
 const Extra kFp32States{K::flag, "fp32_optimizer_states", "true"};
 const Extra kSetGradNone{K::flag, "set_grad_none", nullptr};
-const std::vector<Extra> kOneBitComm = {kNoAmsgrad, {K::flag, "cuda_aware", nullptr},
-                                        {K::text, "comm_backend_name", nullptr}};
+const Extra kForeach{K::flag, "foreach", nullptr};
+const Extra kNoMaximize{K::flag, "maximize", "false"};
 
-std::vector<Extra> plus(std::vector<Extra> a, const std::vector<Extra> &b) {
+template <class T>
+std::vector<T> plus(std::vector<T> a, const std::vector<T> &b) {
     a.insert(a.end(), b.begin(), b.end());
     return a;
 }
 
-const std::vector<Spec> &specs() {
-    const std::vector<std::string> adam = {"lr", "betas", "eps", "weight_decay", "bias_correction", "adam_w_mode",
-                                           "torch_adam"};
-    const std::vector<std::string> onebit = {"lr", "betas", "eps", "weight_decay", "bias_correction",
-                                             "eps_inside_sqrt"};
-    static const std::vector<Spec> table = {
-        {OptimizerType::adam, "adam", true, "Adam", adam, {kNoAmsgrad, kSetGradNone, kFp32States}},
-        {OptimizerType::adam, "adamw", true, "AdamW", adam, {kNoAmsgrad, kSetGradNone, kFp32States}},
-        {OptimizerType::lamb, "lamb", true, "Lamb",
-         {"lr", "betas", "eps", "weight_decay", "bias_correction", "max_coeff", "min_coeff", "eps_inside_sqrt"},
-         {kNoAmsgrad}},
-        {OptimizerType::lion, "lion", true, "Lion", {"lr", "betas", "weight_decay"}, {kSetGradNone, kFp32States}},
-        {OptimizerType::adagrad, "adagrad", true, "Adagrad", {"lr", "eps", "weight_decay", "initial_accumulator_value"},
-         {{K::number, "lr_decay", "0"}, kNoAmsgrad, kFp32States, {K::flag, "foreach", nullptr},
-          {K::flag, "maximize", "false"}}},
-        {OptimizerType::sgd, "SGD", false, "SGD", {"lr", "momentum", "dampening", "weight_decay", "nesterov"},
-         {{K::flag, "maximize", "false"}, {K::flag, "foreach", nullptr}}},
-        {OptimizerType::muon, "muon", true, "Muon", {"lr", "momentum", "betas", "eps", "weight_decay"},
-         {{K::text, "ns_method", nullptr}, {K::number, "muon_lr", nullptr}, {K::number, "adam_lr", nullptr}}},
-        {OptimizerType::onebitadam, "onebitadam", true, "OneBitAdam", onebit,
-         plus({{K::integer, "freeze_step", nullptr}}, kOneBitComm)},
-        {OptimizerType::zerooneadam, "zerooneadam", true, "ZeroOneAdam", onebit,
-         plus({{K::integer, "var_freeze_step", nullptr}, {K::integer, "var_update_scaler", nullptr},
-               {K::integer, "local_step_scaler", nullptr}, {K::integer, "local_step_clipper", nullptr}},
-              kOneBitComm)},
-        {OptimizerType::onebitlamb, "onebitlamb", true, "OneBitLamb",
-         {"lr", "betas", "eps", "weight_decay", "bias_correction", "eps_inside_sqrt", "max_coeff", "min_coeff"},
-         plus({{K::integer, "freeze_step", nullptr}, {K::number, "coeff_beta", nullptr},
-               {K::number, "factor_max", nullptr}, {K::number, "factor_min", nullptr},
-               {K::number, "factor_threshold", nullptr}},
-              kOneBitComm)},
+std::vector<Spec> build_specs() {
+    using Names = std::vector<std::string>;
+    const Names common = {"lr", "betas", "eps", "weight_decay", "bias_correction"};
+    const Names adam = plus(common, Names{"adam_w_mode", "torch_adam"});
+    const Names lamb = plus(common, Names{"max_coeff", "min_coeff", "eps_inside_sqrt"});
+    const Names lion = {"lr", "betas", "weight_decay"};
+    const Names adagrad = {"lr", "eps", "weight_decay", "initial_accumulator_value"};
+    const Names sgd = {"lr", "momentum", "dampening", "weight_decay", "nesterov"};
+    const Names muon = {"lr", "momentum", "betas", "eps", "weight_decay"};
+    const Names onebit = plus(common, Names{"eps_inside_sqrt"});
+    const Names onebit_lamb = plus(onebit, Names{"max_coeff", "min_coeff"});
+
+    const std::vector<Extra> adam_x = {kNoAmsgrad, kSetGradNone, kFp32States};
+    const std::vector<Extra> lion_x = {kSetGradNone, kFp32States};
+    const std::vector<Extra> adagrad_x = {
+        {K::number, "lr_decay", "0"}, kNoAmsgrad, kFp32States, kForeach, kNoMaximize};
+    const std::vector<Extra> muon_x = {{K::text, "ns_method", nullptr},
+                                       {K::number, "muon_lr", nullptr},
+                                       {K::number, "adam_lr", nullptr}};
+    const std::vector<Extra> comm_x = {
+        kNoAmsgrad, {K::flag, "cuda_aware", nullptr}, {K::text, "comm_backend_name", nullptr}};
+    const std::vector<Extra> zeroone_x = {{K::integer, "var_freeze_step", nullptr},
+                                          {K::integer, "var_update_scaler", nullptr},
+                                          {K::integer, "local_step_scaler", nullptr},
+                                          {K::integer, "local_step_clipper", nullptr}};
+    const std::vector<Extra> onebit_lamb_x = {{K::integer, "freeze_step", nullptr},
+                                              {K::number, "coeff_beta", nullptr},
+                                              {K::number, "factor_max", nullptr},
+                                              {K::number, "factor_min", nullptr},
+                                              {K::number, "factor_threshold", nullptr}};
+
+    using T = OptimizerType;
+    return {
+        {T::adam, "adam", true, "Adam", adam, adam_x},
+        {T::adam, "adamw", true, "AdamW", adam, adam_x},
+        {T::lamb, "lamb", true, "Lamb", lamb, {kNoAmsgrad}},
+        {T::lion, "lion", true, "Lion", lion, lion_x},
+        {T::adagrad, "adagrad", true, "Adagrad", adagrad, adagrad_x},
+        {T::sgd, "SGD", false, "SGD", sgd, {kNoMaximize, kForeach}},
+        {T::muon, "muon", true, "Muon", muon, muon_x},
+        {T::onebitadam, "onebitadam", true, "OneBitAdam", onebit,
+         plus({{K::integer, "freeze_step", nullptr}}, comm_x)},
+        {T::zerooneadam, "zerooneadam", true, "ZeroOneAdam", onebit, plus(zeroone_x, comm_x)},
+        {T::onebitlamb, "onebitlamb", true, "OneBitLamb", onebit_lamb, plus(onebit_lamb_x, comm_x)},
     };
+}
+
+const std::vector<Spec> &specs() {
+    static const std::vector<Spec> table = build_specs();
     return table;
 }
 
@@ -118,18 +136,23 @@ const Spec &spec_for_name(const Entry &e, const Context &ctx) {
         if (s.any_case ? ascii_lower(written) == s.name : written == s.name) return s;
     for (const char *mu : {"muadam", "muadamw", "musgd"})
         if (ascii_lower(written) == mu)
-            ctx.value_error(e.path, "\"" + written + "\" (from the mup package) is not supported by dszero: it "
-                                    "needs mup's width-aware parameter groups; supported: " + supported_list());
-    for (const char *torch : {"Adadelta", "Adafactor", "Adamax", "ASGD", "LBFGS", "NAdam", "RAdam", "RMSprop",
-                              "Rprop", "SparseAdam"})
-        if (written == torch)
-            ctx.value_error(e.path, "torch.optim." + written + " is not implemented by dszero; supported: " +
+            ctx.value_error(e.path, "\"" + written +
+                                        "\" (from the mup package) is not supported by dszero: it "
+                                        "needs mup's width-aware parameter groups; supported: " +
                                         supported_list());
+    for (const char *torch : {"Adadelta", "Adafactor", "Adamax", "ASGD", "LBFGS", "NAdam", "RAdam",
+                              "RMSprop", "Rprop", "SparseAdam"})
+        if (written == torch)
+            ctx.value_error(e.path,
+                            "torch.optim." + written +
+                                " is not implemented by dszero; supported: " + supported_list());
     std::vector<std::string> names;
     for (const Spec &s : specs()) names.push_back(s.display);
-    ctx.value_error(e.path, "\"" + written + "\" is not a supported optimizer" + did_you_mean(written, names) +
-                                "; supported: " + supported_list() +
-                                " (DeepSpeed's own names in any case, torch.optim names such as \"SGD\" exactly)");
+    ctx.value_error(
+        e.path,
+        "\"" + written + "\" is not a supported optimizer" + did_you_mean(written, names) +
+            "; supported: " + supported_list() +
+            " (DeepSpeed's own names in any case, torch.optim names such as \"SGD\" exactly)");
 }
 
 const Spec &spec_for_type(OptimizerType type) {
@@ -158,7 +181,7 @@ OptimizerConfig defaults_for(OptimizerType type) {
         o.lr = 1e-2;
         o.eps = 1e-10;
     } else if (type == OptimizerType::muon) {
-        o.lr = 0.02;  /* the Muon group's default; the auxiliary Adam group uses 3e-4 */
+        o.lr = 0.02; /* the Muon group's default; the auxiliary Adam group uses 3e-4 */
         o.momentum = 0.95;
         o.beta2 = 0.95;
         o.eps = 1e-10;
@@ -170,9 +193,11 @@ void read_betas(Section &params, OptimizerConfig &o) {
     Entry e = params.entry("betas");
     if (!e) return;
     const Context &ctx = params.ctx();
-    if (cJSON_IsString(e.value) && std::string(e.value->valuestring) == "auto") unresolved_auto(e.path);
+    if (cJSON_IsString(e.value) && std::string(e.value->valuestring) == "auto")
+        unresolved_auto(e.path);
     if (!cJSON_IsArray(e.value) || cJSON_GetArraySize(e.value) != 2)
-        ctx.value_error(e.path, "expected an array of 2 numbers [beta1, beta2], got " + describe(e.value));
+        ctx.value_error(e.path,
+                        "expected an array of 2 numbers [beta1, beta2], got " + describe(e.value));
     o.beta1 = to_number({cJSON_GetArrayItem(e.value, 0), e.path + "[0]"}, Typing::natural, ctx);
     o.beta2 = to_number({cJSON_GetArrayItem(e.value, 1), e.path + "[1]"}, Typing::natural, ctx);
 }
@@ -190,7 +215,8 @@ void read_extras(Section &params, const Spec &spec) {
         case K::text: value = to_string(e, ctx); break;
         }
         if (x.only && value != x.only)
-            ctx.value_error(e.path, std::string("dszero supports only ") + x.only + " here, got " + describe(e.value));
+            ctx.value_error(e.path, std::string("dszero supports only ") + x.only + " here, got " +
+                                        describe(e.value));
     }
 }
 
@@ -209,18 +235,20 @@ void read_optimizer(Section &top, Config &config) {
     const Context &ctx = s.ctx();
     Entry type = s.entry("type");
     if (!type || type.is_null())
-        ctx.value_error(type.path, "missing: the optimizer section needs a type (for instance \"AdamW\")");
+        ctx.value_error(type.path,
+                        "missing: the optimizer section needs a type (for instance \"AdamW\")");
     const Spec &spec = spec_for_name(type, ctx);
     OptimizerConfig &o = config.optimizer;
     o = defaults_for(spec.type);
     o.type_name = type.value->valuestring;
 
-    bool legacy_fusion = false;  /* accepted; fusion is dszero's own business */
+    bool legacy_fusion = false; /* accepted; fusion is dszero's own business */
     s.read("legacy_fusion", legacy_fusion);
     Section params = s.object("params", Unknown::refuse, Typing::natural);
     if (params.entry("max_grad_norm"))
-        ctx.value_error(params.path() + ".max_grad_norm",
-                        "not supported (DeepSpeed refuses it too): use the top-level \"gradient_clipping\"");
+        ctx.value_error(
+            params.path() + ".max_grad_norm",
+            "not supported (DeepSpeed refuses it too): use the top-level \"gradient_clipping\"");
     params.set_unknown_note(std::string(spec.display) + " takes " + accepted_keys(spec));
     read_fields(params, o, fields_of(spec));
     if (takes_betas(spec)) read_betas(params, o);

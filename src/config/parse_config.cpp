@@ -22,7 +22,8 @@ ParseResult parse_config(const std::string &text, const HostValues &host) {
 
     JsonPtr root = parse_json_text(text, "config", DSZ_ERR_CONFIG);
     if (!cJSON_IsObject(root.get()))
-        fail(DSZ_ERR_CONFIG, "config: expected a JSON object at the top level, got %s", describe(root.get()).c_str());
+        fail(DSZ_ERR_CONFIG, "config: expected a JSON object at the top level, got %s",
+             describe(root.get()).c_str());
     fill_auto_values(root.get(), host, ctx);
     config.json = print_json(root.get());
 

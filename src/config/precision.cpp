@@ -54,18 +54,22 @@ void read_fp16(Section &top, Fp16Config &fp16) {
 
     Context &ctx = s.ctx();
     if (fp16.loss_scale < 0)
-        ctx.value_error(s.path() + ".loss_scale", "must be >= 0 (0 selects dynamic loss scaling), got " +
-                                                      strprintf("%g", fp16.loss_scale));
+        ctx.value_error(s.path() + ".loss_scale",
+                        "must be >= 0 (0 selects dynamic loss scaling), got " +
+                            strprintf("%g", fp16.loss_scale));
     if (fp16.loss_scale != 0) return;
     if (fp16.loss_scale_window <= 0)
         ctx.value_error(s.path() + ".loss_scale_window",
-                        "must be > 0 with dynamic loss scaling, got " + std::to_string(fp16.loss_scale_window));
+                        "must be > 0 with dynamic loss scaling, got " +
+                            std::to_string(fp16.loss_scale_window));
     if (fp16.min_loss_scale <= 0)
         ctx.value_error(s.path() + ".min_loss_scale",
-                        "must be > 0 with dynamic loss scaling, got " + strprintf("%g", fp16.min_loss_scale));
+                        "must be > 0 with dynamic loss scaling, got " +
+                            strprintf("%g", fp16.min_loss_scale));
     if (fp16.min_loss_scale != std::floor(fp16.min_loss_scale))
         ctx.warn(s.path() + ".min_loss_scale: " + strprintf("%g", fp16.min_loss_scale) +
-                 " is accepted as a floating-point floor of the loss scale; DeepSpeed 0.19 types this key "
+                 " is accepted as a floating-point floor of the loss scale; DeepSpeed 0.19 types "
+                 "this key "
                  "as an integer and would refuse the config");
 }
 
@@ -73,9 +77,12 @@ void read_bf16(Section &top, Bf16Config &bf16) {
     Entry current = top.entry("bf16");
     Entry legacy = top.entry("bfloat16");
     if (current && legacy)
-        top.ctx().value_error("bfloat16", "deprecated name of \"bf16\", and \"bf16\" is given too; keep only \"bf16\"");
+        top.ctx().value_error(
+            "bfloat16",
+            "deprecated name of \"bf16\", and \"bf16\" is given too; keep only \"bf16\"");
     if (legacy)
-        top.ctx().warn("bfloat16: deprecated section name, read as \"bf16\"; rename it to \"bf16\"");
+        top.ctx().warn(
+            "bfloat16: deprecated section name, read as \"bf16\"; rename it to \"bf16\"");
     Section s = top.object(current ? current : legacy, Unknown::refuse, Typing::lax);
     s.set_unknown_note("DeepSpeed refuses unknown keys in bf16");
     read_fields(s, bf16, bf16_fields());

@@ -68,24 +68,32 @@ struct Spec {
 
 const std::vector<Spec> &specs() {
     static const std::vector<Spec> table = {
-        {SchedulerType::warmup_lr, "WarmupLR",
-         {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type", "last_batch_iteration"}, {}},
-        {SchedulerType::warmup_decay_lr, "WarmupDecayLR",
+        {SchedulerType::warmup_lr,
+         "WarmupLR",
+         {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type",
+          "last_batch_iteration"},
+         {}},
+        {SchedulerType::warmup_decay_lr,
+         "WarmupDecayLR",
          {"total_num_steps", "warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type",
           "last_batch_iteration"},
          {"total_num_steps"}},
-        {SchedulerType::warmup_cosine_lr, "WarmupCosineLR",
+        {SchedulerType::warmup_cosine_lr,
+         "WarmupCosineLR",
          {"total_num_steps", "warmup_min_ratio", "warmup_num_steps", "cos_min_ratio", "warmup_type",
           "last_batch_iteration"},
          {"total_num_steps"}},
-        {SchedulerType::one_cycle, "OneCycle",
-         {"cycle_min_lr", "cycle_max_lr", "decay_lr_rate", "cycle_first_step_size", "cycle_second_step_size",
-          "cycle_first_stair_count", "cycle_second_stair_count", "decay_step_size", "cycle_momentum",
-          "cycle_min_mom", "cycle_max_mom", "decay_mom_rate", "last_batch_iteration"},
-         {"cycle_min_lr", "cycle_max_lr"}},
-        {SchedulerType::lr_range_test, "LRRangeTest",
-         {"lr_range_test_min_lr", "lr_range_test_step_size", "lr_range_test_step_rate", "lr_range_test_staircase",
+        {SchedulerType::one_cycle,
+         "OneCycle",
+         {"cycle_min_lr", "cycle_max_lr", "decay_lr_rate", "cycle_first_step_size",
+          "cycle_second_step_size", "cycle_first_stair_count", "cycle_second_stair_count",
+          "decay_step_size", "cycle_momentum", "cycle_min_mom", "cycle_max_mom", "decay_mom_rate",
           "last_batch_iteration"},
+         {"cycle_min_lr", "cycle_max_lr"}},
+        {SchedulerType::lr_range_test,
+         "LRRangeTest",
+         {"lr_range_test_min_lr", "lr_range_test_step_size", "lr_range_test_step_rate",
+          "lr_range_test_staircase", "last_batch_iteration"},
          {}},
     };
     return table;
@@ -105,17 +113,20 @@ const Spec &spec_for_name(const Entry &e, const Context &ctx) {
     std::string written = to_string(e, ctx);
     for (const Spec &s : specs())
         if (written == s.name) return s;
-    for (const char *torch : {"LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
-                              "ExponentialLR", "SequentialLR", "CosineAnnealingLR", "ChainedScheduler",
-                              "ReduceLROnPlateau", "CyclicLR", "CosineAnnealingWarmRestarts", "OneCycleLR",
-                              "PolynomialLR", "LRScheduler"})
+    for (const char *torch :
+         {"LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
+          "ExponentialLR", "SequentialLR", "CosineAnnealingLR", "ChainedScheduler",
+          "ReduceLROnPlateau", "CyclicLR", "CosineAnnealingWarmRestarts", "OneCycleLR",
+          "PolynomialLR", "LRScheduler"})
         if (written == torch)
-            ctx.value_error(e.path, "torch.optim.lr_scheduler." + written + " is not supported: dszero implements "
-                                    "only DeepSpeed's schedules (" + names() + ")");
+            ctx.value_error(e.path, "torch.optim.lr_scheduler." + written +
+                                        " is not supported: dszero implements "
+                                        "only DeepSpeed's schedules (" +
+                                        names() + ")");
     std::vector<std::string> candidates;
     for (const Spec &s : specs()) candidates.push_back(s.name);
-    ctx.value_error(e.path, "\"" + written + "\" is not a DeepSpeed LR schedule" + did_you_mean(written, candidates) +
-                                "; supported: " + names());
+    ctx.value_error(e.path, "\"" + written + "\" is not a DeepSpeed LR schedule" +
+                                did_you_mean(written, candidates) + "; supported: " + names());
 }
 
 const Spec &spec_for_type(SchedulerType type) {
@@ -136,16 +147,19 @@ void read_params(Section &params, const Spec &spec, SchedulerConfig &out) {
     for (const std::string &key : spec.params) {
         Entry e = params.entry(key.c_str());
         if (e && cJSON_IsArray(e.value))
-            ctx.value_error(e.path, "per-parameter-group lists are not supported by dszero; give one value");
+            ctx.value_error(
+                e.path, "per-parameter-group lists are not supported by dszero; give one value");
     }
     for (const std::string &key : spec.required)
         if (!params.entry(key.c_str()))
-            ctx.value_error(join_path(params.path(), key), std::string("missing: ") + spec.name + " requires it");
+            ctx.value_error(join_path(params.path(), key),
+                            std::string("missing: ") + spec.name + " requires it");
     read_fields(params, out, fields_of(spec));
     if (takes(spec, "warmup_type"))
         if (Entry e = params.entry("warmup_type"))
-            out.warmup_type =
-                to_choice(e, {"log", "linear"}, false, ctx) == "log" ? WarmupType::log : WarmupType::linear;
+            out.warmup_type = to_choice(e, {"log", "linear"}, false, ctx) == "log"
+                                  ? WarmupType::log
+                                  : WarmupType::linear;
     if (takes(spec, "warmup_max_lr")) {
         Entry e = params.entry("warmup_max_lr");
         /* WarmupLR's None: inherit each group's lr */
@@ -168,8 +182,9 @@ void read_scheduler(Section &top, Config &config) {
     const Context &ctx = s.ctx();
     Entry type = s.entry("type");
     if (!type || type.is_null())
-        ctx.value_error(type.path, "missing: the scheduler section needs a type (DeepSpeed would silently run "
-                                   "without a schedule)");
+        ctx.value_error(type.path,
+                        "missing: the scheduler section needs a type (DeepSpeed would silently run "
+                        "without a schedule)");
     const Spec &spec = spec_for_name(type, ctx);
     SchedulerConfig &sched = config.scheduler;
     sched.type = spec.type;
@@ -190,7 +205,8 @@ void write_scheduler_params(cJSON *params, const SchedulerConfig &sched) {
     const Spec &spec = spec_for_type(sched.type);
     write_fields(params, sched, fields_of(spec));
     if (takes(spec, "warmup_type"))
-        add(params, "warmup_type", cJSON_CreateString(sched.warmup_type == WarmupType::log ? "log" : "linear"));
+        add(params, "warmup_type",
+            cJSON_CreateString(sched.warmup_type == WarmupType::log ? "log" : "linear"));
     if (takes(spec, "warmup_max_lr") && sched.has_warmup_max_lr)
         add(params, "warmup_max_lr", cJSON_CreateNumber(sched.warmup_max_lr));
     for (const auto &[key, member] : nullable_fields())

@@ -59,13 +59,15 @@ bool parse_number_text(const char *s, double &out) {
  * sys.maxsize, becomes as a double) is read as INT64_MAX. */
 int64_t whole_number(const Entry &e, const std::string &want, const Context &ctx) {
     double d = e.value->valuedouble;
-    if (!std::isfinite(d)) ctx.value_error(e.path, "expected " + want + ", got a number out of range");
+    if (!std::isfinite(d))
+        ctx.value_error(e.path, "expected " + want + ", got a number out of range");
     if (d != std::floor(d))
-        ctx.value_error(e.path, "expected " + want + ", got a number with a fractional part: " +
-                                    describe(e.value));
+        ctx.value_error(e.path, "expected " + want +
+                                    ", got a number with a fractional part: " + describe(e.value));
     if (d == 9223372036854775808.0) return INT64_MAX;
     if (d > 9223372036854775808.0 || d < -9223372036854775808.0)
-        ctx.value_error(e.path, "expected " + want + ", got a number out of range: " + describe(e.value));
+        ctx.value_error(e.path,
+                        "expected " + want + ", got a number out of range: " + describe(e.value));
     return static_cast<int64_t>(d);
 }
 
@@ -77,7 +79,8 @@ int64_t to_int(const Entry &e, Typing t, IntRange range, const Context &ctx) {
     int64_t v = 0;
     if (cJSON_IsNumber(e.value))
         v = whole_number(e, want, ctx);
-    else if (!(t == Typing::lax && cJSON_IsString(e.value) && parse_int_text(e.value->valuestring, v)))
+    else if (!(t == Typing::lax && cJSON_IsString(e.value) &&
+               parse_int_text(e.value->valuestring, v)))
         ctx.value_error(e.path, "expected " + want + ", got " + describe(e.value));
     if (v < range.min || v > range.max)
         ctx.value_error(e.path, "expected " + want + ", got " + std::to_string(v));
@@ -87,7 +90,8 @@ int64_t to_int(const Entry &e, Typing t, IntRange range, const Context &ctx) {
 int to_int32(const Entry &e, Typing t, IntRange range, const Context &ctx) {
     int64_t v = to_int(e, t, range, ctx);
     if (v < INT32_MIN || v > INT32_MAX)
-        ctx.value_error(e.path, "expected an integer that fits in 32 bits, got " + std::to_string(v));
+        ctx.value_error(e.path,
+                        "expected an integer that fits in 32 bits, got " + std::to_string(v));
     return static_cast<int>(v);
 }
 
@@ -96,9 +100,11 @@ double to_number(const Entry &e, Typing t, const Context &ctx) {
     double d = 0;
     if (cJSON_IsNumber(e.value))
         d = e.value->valuedouble;
-    else if (!(t == Typing::lax && cJSON_IsString(e.value) && parse_number_text(e.value->valuestring, d)))
+    else if (!(t == Typing::lax && cJSON_IsString(e.value) &&
+               parse_number_text(e.value->valuestring, d)))
         ctx.value_error(e.path, "expected a number, got " + describe(e.value));
-    if (!std::isfinite(d)) ctx.value_error(e.path, "expected a finite number, got " + describe(e.value));
+    if (!std::isfinite(d))
+        ctx.value_error(e.path, "expected a finite number, got " + describe(e.value));
     return d;
 }
 
@@ -115,20 +121,22 @@ bool to_bool(const Entry &e, Typing t, const Context &ctx) {
             for (const char *no : {"0", "off", "f", "false", "n", "no"})
                 if (s == no) return false;
         }
-        ctx.value_error(e.path, "expected a boolean (true/false, 0/1, \"yes\"/\"no\", \"on\"/\"off\"), got " +
-                                    describe(e.value));
+        ctx.value_error(
+            e.path, "expected a boolean (true/false, 0/1, \"yes\"/\"no\", \"on\"/\"off\"), got " +
+                        describe(e.value));
     }
     ctx.value_error(e.path, "expected true or false, got " + describe(e.value));
 }
 
 std::string to_string(const Entry &e, const Context &ctx) {
     if (is_auto(e.value)) unresolved_auto(e.path);
-    if (!cJSON_IsString(e.value)) ctx.value_error(e.path, "expected a string, got " + describe(e.value));
+    if (!cJSON_IsString(e.value))
+        ctx.value_error(e.path, "expected a string, got " + describe(e.value));
     return e.value->valuestring;
 }
 
-std::string to_choice(const Entry &e, const std::vector<std::string> &allowed, bool case_insensitive,
-                      const Context &ctx) {
+std::string to_choice(const Entry &e, const std::vector<std::string> &allowed,
+                      bool case_insensitive, const Context &ctx) {
     std::string list;
     for (const std::string &a : allowed) list += (list.empty() ? "\"" : ", \"") + a + "\"";
     std::string want = "expected one of " + list + (case_insensitive ? " (any case)" : "");
@@ -140,7 +148,8 @@ std::string to_choice(const Entry &e, const std::vector<std::string> &allowed, b
     ctx.value_error(e.path, want + ", got " + describe(e.value) + did_you_mean(s, allowed));
 }
 
-Section::Section(const cJSON *object, std::string path, Unknown unknown, Typing typing, Context &ctx)
+Section::Section(const cJSON *object, std::string path, Unknown unknown, Typing typing,
+                 Context &ctx)
     : object_(object), path_(std::move(path)), unknown_(unknown), typing_(typing), ctx_(ctx) {}
 
 Entry Section::entry(const char *key, const char *alias) {
@@ -150,8 +159,8 @@ Entry Section::entry(const char *key, const char *alias) {
     known_.push_back(alias);
     Entry a{object_ ? member(object_, alias) : nullptr, join_path(path_, alias)};
     if (e && a)
-        ctx_.value_error(e.path, std::string("given twice, as \"") + key + "\" and as its alias \"" +
-                                     alias + "\"; keep one");
+        ctx_.value_error(e.path, std::string("given twice, as \"") + key +
+                                     "\" and as its alias \"" + alias + "\"; keep one");
     return e ? e : a;
 }
 
@@ -184,7 +193,8 @@ Section Section::object(const char *key, Unknown unknown, Typing typing) {
 Section Section::object(const Entry &e, Unknown unknown, Typing typing) {
     if (!e || e.is_null()) return Section(nullptr, e.path, unknown, typing, ctx_);
     if (is_auto(e.value)) unresolved_auto(e.path);
-    if (!cJSON_IsObject(e.value)) ctx_.value_error(e.path, "expected an object, got " + describe(e.value));
+    if (!cJSON_IsObject(e.value))
+        ctx_.value_error(e.path, "expected an object, got " + describe(e.value));
     return Section(e.value, e.path, unknown, typing, ctx_);
 }
 
@@ -201,7 +211,8 @@ void Section::finish(const std::function<std::string(const std::string &key)> &h
             fail(DSZ_ERR_CONFIG, "%s: unknown key%s%s%s", path.c_str(), suggestion.c_str(),
                  unknown_note_.empty() ? "" : "; ", unknown_note_.c_str());
         std::string extra = hint ? hint(key) : std::string();
-        ctx_.warn(path + ": unknown key, ignored" + suggestion + (extra.empty() ? "" : "; " + extra));
+        ctx_.warn(path + ": unknown key, ignored" + suggestion +
+                  (extra.empty() ? "" : "; " + extra));
     }
 }
 

@@ -33,7 +33,9 @@ public:
 
     /* Records that the value at `path` came from the host ("auto_values
      * \"learning_rate\""), so errors about it can say so. */
-    void note_source(const std::string &path, const std::string &source) { sources_[path] = source; }
+    void note_source(const std::string &path, const std::string &source) {
+        sources_[path] = source;
+    }
     std::string source_of(const std::string &path) const;
 
     /* Throws DSZ_ERR_CONFIG "<path>: <reason>", plus the value's source. */

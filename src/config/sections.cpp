@@ -53,12 +53,15 @@ void read_aio(Section &top, const Entry &misplaced, Config &config) {
     Context &ctx = top.ctx();
     Entry e = top.entry("aio");
     if (e && misplaced)
-        ctx.value_error(misplaced.path, "given here and as the top-level \"aio\"; keep the top-level one");
+        ctx.value_error(misplaced.path,
+                        "given here and as the top-level \"aio\"; keep the top-level one");
     Section s = top.object(e ? e : misplaced, Unknown::warn, Typing::natural);
     Entry threads = s.entry("thread_count");
     if (threads && s.entry("intra_op_parallelism"))
-        ctx.value_error(threads.path, "deprecated name of \"intra_op_parallelism\", which is given too; keep only "
-                                      "\"intra_op_parallelism\"");
+        ctx.value_error(
+            threads.path,
+            "deprecated name of \"intra_op_parallelism\", which is given too; keep only "
+            "\"intra_op_parallelism\"");
     read_fields(s, config.aio, aio_fields());
     if (threads) {
         config.aio.intra_op_parallelism = to_int(threads, Typing::natural, kPositive, ctx);
@@ -74,16 +77,19 @@ void read_activation_checkpointing(Section &top, ActivationCheckpointingConfig &
     Section s = top.object("activation_checkpointing", Unknown::warn, Typing::natural);
     read_fields(s, out, activation_checkpointing_fields());
     Entry n = s.entry("number_checkpoints");
-    if (n && !n.is_null()) out.number_checkpoints = to_int(n, Typing::natural, kNonNegative, s.ctx());
+    if (n && !n.is_null())
+        out.number_checkpoints = to_int(n, Typing::natural, kNonNegative, s.ctx());
     s.finish();
     if (!out.contiguous_memory_optimization) return;
     std::string path = join_path(s.path(), "contiguous_memory_optimization");
     if (!out.partition_activations)
-        s.ctx().value_error(path, "needs activation_checkpointing.partition_activations to be true (as in "
-                                  "DeepSpeed)");
+        s.ctx().value_error(
+            path, "needs activation_checkpointing.partition_activations to be true (as in "
+                  "DeepSpeed)");
     if (out.number_checkpoints < 0)
-        s.ctx().value_error(path, "needs activation_checkpointing.number_checkpoints (the number of checkpointed "
-                                  "layers), which is not set");
+        s.ctx().value_error(
+            path, "needs activation_checkpointing.number_checkpoints (the number of checkpointed "
+                  "layers), which is not set");
 }
 
 void read_pipeline(Section &top, PipelineConfig &out) {
@@ -92,8 +98,10 @@ void read_pipeline(Section &top, PipelineConfig &out) {
     Entry stages = s.entry("stages");
     if (stages && cJSON_IsNumber(stages.value))
         out.stages = std::to_string(to_int(stages, Typing::natural, kPositive, s.ctx()));
-    else if (stages && !(cJSON_IsString(stages.value) && std::string(stages.value->valuestring) == "auto"))
-        s.ctx().value_error(stages.path, "expected \"auto\" or a number of stages, got " + describe(stages.value));
+    else if (stages &&
+             !(cJSON_IsString(stages.value) && std::string(stages.value->valuestring) == "auto"))
+        s.ctx().value_error(stages.path, "expected \"auto\" or a number of stages, got " +
+                                             describe(stages.value));
     s.read("partition", out.partition);
     s.finish();
 }
@@ -105,10 +113,11 @@ void read_checkpoint(Section &top, Config &config) {
     s.read("load_universal", config.checkpoint_load_universal);
     s.read("use_node_local_storage", config.checkpoint_use_node_local_storage);
     Section parallel = s.object("parallel_write", Unknown::warn, Typing::natural);
-    bool pipeline_stage = false;  /* a checkpoint-writing strategy; dszero writes its own way */
+    bool pipeline_stage = false; /* a checkpoint-writing strategy; dszero writes its own way */
     parallel.read("pipeline_stage", pipeline_stage);
     parallel.finish();
-    s.object("writer", Unknown::warn, Typing::natural);  /* DeepSpeed's checkpoint writer plug-in: ignored */
+    s.object("writer", Unknown::warn,
+             Typing::natural); /* DeepSpeed's checkpoint writer plug-in: ignored */
     s.finish();
 }
 
@@ -120,7 +129,8 @@ void read_data_types(Section &top, Config &config) {
         Entry e = s.entry(key);
         if (!e || e.is_null()) continue;
         read_dtype(e, s.ctx());
-        s.ctx().warn(e.path + ": not implemented by dszero (parameters keep the model dtype); ignored");
+        s.ctx().warn(e.path +
+                     ": not implemented by dszero (parameters keep the model dtype); ignored");
     }
     s.finish();
 }
@@ -128,10 +138,11 @@ void read_data_types(Section &top, Config &config) {
 }  // namespace
 
 std::string read_dtype(const Entry &e, const Context &ctx) {
-    std::string v = to_choice(e,
-                              {"fp32", "float32", "float", "torch.float32", "fp16", "float16", "half",
-                               "torch.float16", "bf16", "bfloat16", "bfloat", "torch.bfloat16"},
-                              true, ctx);
+    std::string v =
+        to_choice(e,
+                  {"fp32", "float32", "float", "torch.float32", "fp16", "float16", "half",
+                   "torch.float16", "bf16", "bfloat16", "bfloat", "torch.bfloat16"},
+                  true, ctx);
     if (v.find("bf") != std::string::npos) return "bf16";
     if (v.find("16") != std::string::npos || v == "half") return "fp16";
     return "fp32";

@@ -23,7 +23,9 @@ void add(cJSON *object, const char *key, cJSON *item) {
 
 namespace {
 
-cJSON *string_or_null(const std::string &s) { return s.empty() ? cJSON_CreateNull() : cJSON_CreateString(s.c_str()); }
+cJSON *string_or_null(const std::string &s) {
+    return s.empty() ? cJSON_CreateNull() : cJSON_CreateString(s.c_str());
+}
 
 cJSON *section(cJSON *parent, const char *key) {
     cJSON *object = cJSON_CreateObject();
@@ -32,7 +34,8 @@ cJSON *section(cJSON *parent, const char *key) {
 }
 
 template <class S>
-void write_offload(cJSON *zero, const char *key, const S &offload, const std::vector<Field<S>> &fields) {
+void write_offload(cJSON *zero, const char *key, const S &offload,
+                   const std::vector<Field<S>> &fields) {
     cJSON *o = section(zero, key);
     add(o, "device", cJSON_CreateString(offload_device_name(offload.device)));
     add(o, "nvme_path", string_or_null(offload.nvme_path));
@@ -59,7 +62,8 @@ void write_runtime_sections(cJSON *root, const Config &c) {
     cJSON *pipe = section(root, "pipeline");
     const std::string &stages = c.pipeline.stages;
     bool numeric = !stages.empty() && stages.find_first_not_of("0123456789") == std::string::npos;
-    add(pipe, "stages", numeric ? cJSON_CreateRaw(stages.c_str()) : cJSON_CreateString(stages.c_str()));
+    add(pipe, "stages",
+        numeric ? cJSON_CreateRaw(stages.c_str()) : cJSON_CreateString(stages.c_str()));
     add(pipe, "partition", cJSON_CreateString(c.pipeline.partition.c_str()));
     write_fields(pipe, c.pipeline, pipeline_fields());
 
@@ -87,7 +91,8 @@ std::string config_to_json(const Config &c) {
     add(r, "train_batch_size", json_int(c.train_batch_size));
     add(r, "train_micro_batch_size_per_gpu", json_int(c.train_micro_batch_size_per_gpu));
     add(r, "gradient_accumulation_steps", json_int(c.gradient_accumulation_steps));
-    add(r, "steps_per_print", c.steps_per_print > 0 ? json_int(c.steps_per_print) : cJSON_CreateNull());
+    add(r, "steps_per_print",
+        c.steps_per_print > 0 ? json_int(c.steps_per_print) : cJSON_CreateNull());
     write_fields(r, c, top_level_fields());
     add(r, "log_level", string_or_null(c.log_level));
     add(r, "gradient_allreduce_op", cJSON_CreateString(c.gradient_allreduce_op.c_str()));

@@ -35,7 +35,8 @@ size_t edit_distance(const std::string &a, const std::string &b) {
 static bool prefix_related(const std::string &a, const std::string &b) {
     const std::string &shorter = a.size() < b.size() ? a : b;
     const std::string &longer = a.size() < b.size() ? b : a;
-    return shorter.size() >= 4 && ascii_lower(longer).compare(0, shorter.size(), ascii_lower(shorter)) == 0;
+    return shorter.size() >= 4 &&
+           ascii_lower(longer).compare(0, shorter.size(), ascii_lower(shorter)) == 0;
 }
 
 std::string closest(const std::string &word, const std::vector<std::string> &candidates) {

@@ -24,7 +24,7 @@ std::optional<int64_t> read_tp_keys(Section &s) {
     s.read("tp_grain_size", grain, kPositive);
     bool enabled = true;
     s.read("enabled", enabled);
-    s.known({"mpu", "tp_group"});  /* Python objects; null in JSON */
+    s.known({"mpu", "tp_group"}); /* Python objects; null in JSON */
     return size;
 }
 
@@ -42,14 +42,16 @@ void read_tensor_parallel(Section &top, Config &config) {
     std::optional<int64_t> inner = read_tp_keys(nested);
     nested.finish();
     if (flat && inner)
-        ctx.value_error(s.path() + ".tp_size", "given both here and in " + nested.path() + "; keep one");
+        ctx.value_error(s.path() + ".tp_size",
+                        "given both here and in " + nested.path() + "; keep one");
     int64_t autotp = 0;
     s.read("autotp_size", autotp, kNonNegative);
 
     if (Entry dtype = s.entry("dtype"); dtype && !dtype.is_null()) read_dtype(dtype, ctx);
     bool flag_value = false;
     for (const char *key : {"tp_overlap_comm", "keep_module_on_host"}) s.read(key, flag_value);
-    if (Entry inject = s.entry("replace_with_kernel_inject", "kernel_inject")) to_bool(inject, Typing::lax, ctx);
+    if (Entry inject = s.entry("replace_with_kernel_inject", "kernel_inject"))
+        to_bool(inject, Typing::lax, ctx);
     if (Entry preset = s.entry("preset_model"); preset && !preset.is_null()) to_string(preset, ctx);
     s.object("partition_config", Unknown::warn, Typing::lax);
     s.known({"injection_policy_tuple"});
@@ -60,7 +62,8 @@ void read_tensor_parallel(Section &top, Config &config) {
     config.tensor_parallel_size = static_cast<int>(size);
     if (size > 1)
         s.ctx().warn(s.path() + ": tensor-parallel size " + std::to_string(size) +
-                     ": dszero leaves tensor parallelism to the host (shard the model yourself and give dszero "
+                     ": dszero leaves tensor parallelism to the host (shard the model yourself and "
+                     "give dszero "
                      "the data-parallel world size); the setting is only recorded");
 }
 

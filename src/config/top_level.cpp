@@ -35,9 +35,15 @@ namespace {
 
 /* Valid DeepSpeed keys that change nothing dszero does. */
 const char *const kAcceptedKeys[] = {
-    "vocabulary_size", "dataloader_drop_last", "use_data_before_expert_parallelism", "disable_allgather",
-    "seq_parallel_communication_data_type", "seq_parallel_comm_data_type", "sequence_parallel_size",
-    "graph_harvesting", "timers",
+    "vocabulary_size",
+    "dataloader_drop_last",
+    "use_data_before_expert_parallelism",
+    "disable_allgather",
+    "seq_parallel_communication_data_type",
+    "seq_parallel_comm_data_type",
+    "sequence_parallel_size",
+    "graph_harvesting",
+    "timers",
 };
 
 /* DeepSpeed features dszero does not implement: known keys, but a warning
@@ -74,10 +80,29 @@ const Feature kFeatures[] = {
 
 /* Keys of deepspeed.init_inference's config, not of a training config. */
 const char *const kInferenceKeys[] = {
-    "dtype", "zero", "enable_cuda_graph", "replace_with_kernel_inject", "kernel_inject", "mp_size",
-    "injection_policy", "injection_dict", "replace_method", "max_out_tokens", "max_tokens", "min_out_tokens",
-    "triangular_masking", "return_tuple", "use_triton", "quant", "keep_module_on_host", "base_dir",
-    "training_mp_size", "set_empty_params", "save_mp_checkpoint_path", "checkpoint_config", "transposed_mode",
+    "dtype",
+    "zero",
+    "enable_cuda_graph",
+    "replace_with_kernel_inject",
+    "kernel_inject",
+    "mp_size",
+    "injection_policy",
+    "injection_dict",
+    "replace_method",
+    "max_out_tokens",
+    "max_tokens",
+    "min_out_tokens",
+    "triangular_masking",
+    "return_tuple",
+    "use_triton",
+    "quant",
+    "keep_module_on_host",
+    "base_dir",
+    "training_mp_size",
+    "set_empty_params",
+    "save_mp_checkpoint_path",
+    "checkpoint_config",
+    "transposed_mode",
 };
 
 bool switched_on(const Feature &f, const cJSON *value) {
@@ -91,10 +116,12 @@ bool switched_on(const Feature &f, const cJSON *value) {
 void check_amp(const Entry &amp, const Config &config, Context &ctx) {
     std::string path = join_path(amp.path, "enabled");
     if (config.zero.stage > 0)
-        ctx.value_error(path, "apex AMP cannot be combined with ZeRO (stage " + std::to_string(config.zero.stage) +
+        ctx.value_error(path, "apex AMP cannot be combined with ZeRO (stage " +
+                                  std::to_string(config.zero.stage) +
                                   "); DeepSpeed refuses it too");
     if (config.fp16.enabled || config.bf16.enabled)
-        ctx.value_error(path, "apex AMP cannot be combined with fp16 or bf16; DeepSpeed refuses it too");
+        ctx.value_error(path,
+                        "apex AMP cannot be combined with fp16 or bf16; DeepSpeed refuses it too");
 }
 
 }  // namespace
@@ -103,13 +130,15 @@ void read_top_level(Section &top, Config &config) {
     Context &ctx = top.ctx();
     read_fields(top, config, top_level_fields());
     if (config.gradient_predivide_factor <= 0)
-        ctx.value_error("gradient_predivide_factor",
-                        strprintf("expected a number > 0, got %g", config.gradient_predivide_factor));
+        ctx.value_error("gradient_predivide_factor", strprintf("expected a number > 0, got %g",
+                                                               config.gradient_predivide_factor));
     Entry steps = top.entry("steps_per_print");
-    if (steps && !steps.is_null()) config.steps_per_print = to_int(steps, Typing::natural, kNonNegative, ctx);
+    if (steps && !steps.is_null())
+        config.steps_per_print = to_int(steps, Typing::natural, kNonNegative, ctx);
     Entry level = top.entry("log_level");
     if (level && !level.is_null())
-        config.log_level = to_choice(level, {"debug", "info", "warning", "error", "critical"}, true, ctx);
+        config.log_level =
+            to_choice(level, {"debug", "info", "warning", "error", "critical"}, true, ctx);
     if (Entry op = top.entry("gradient_allreduce_op"))
         config.gradient_allreduce_op = to_choice(op, {"mean", "sum"}, true, ctx);
     Entry comm = top.entry("communication_data_type");
@@ -117,7 +146,8 @@ void read_top_level(Section &top, Config &config) {
         config.communication_data_type = to_choice(comm, {"fp16", "bf16", "fp32"}, true, ctx);
     bool sparse = false;
     if (top.read("sparse_gradients", sparse) && sparse)
-        ctx.warn("sparse_gradients: sparse embedding gradients are not implemented by dszero; gradients are "
+        ctx.warn("sparse_gradients: sparse embedding gradients are not implemented by dszero; "
+                 "gradients are "
                  "reduced dense");
 }
 
@@ -127,17 +157,20 @@ void read_unmodelled_sections(Section &top, const Config &config) {
         Entry e = top.entry(f.key);
         if (!e || !switched_on(f, e.value)) continue;
         if (std::string(f.key) == "amp") check_amp(e, config, top.ctx());
-        top.ctx().warn(e.path + ": " + f.what + " is not implemented by dszero; the section is ignored");
+        top.ctx().warn(e.path + ": " + f.what +
+                       " is not implemented by dszero; the section is ignored");
     }
 }
 
 std::string top_level_hint(const std::string &key) {
     for (const char *k : kInferenceKeys)
         if (key == k)
-            return "it is a key of deepspeed.init_inference's config: this looks like an inference config, "
+            return "it is a key of deepspeed.init_inference's config: this looks like an inference "
+                   "config, "
                    "and dszero only trains";
     if (ascii_lower(key).find("moe") != std::string::npos)
-        return "MoE layers are set up in code (deepspeed.moe.layer.MoE), not in the DeepSpeed config";
+        return "MoE layers are set up in code (deepspeed.moe.layer.MoE), not in the DeepSpeed "
+               "config";
     return "";
 }
 

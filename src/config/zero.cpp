@@ -28,13 +28,16 @@ const std::vector<Field<ZeroConfig>> &zero_fields() {
         flag("load_from_fp32_weights", &Z::load_from_fp32_weights),
         flag("elastic_checkpoint", &Z::elastic_checkpoint),
         integer("sub_group_size", &Z::sub_group_size, kNonNegative),
-        integer("stage3_prefetch_bucket_size", &Z::prefetch_bucket_size, kNonNegative, "prefetch_bucket_size"),
+        integer("stage3_prefetch_bucket_size", &Z::prefetch_bucket_size, kNonNegative,
+                "prefetch_bucket_size"),
         integer("stage3_param_persistence_threshold", &Z::param_persistence_threshold, kNonNegative,
                 "param_persistence_threshold"),
         integer("stage3_model_persistence_threshold", &Z::model_persistence_threshold, kNonNegative,
                 "model_persistence_threshold"),
-        integer("stage3_max_live_parameters", &Z::max_live_parameters, kNonNegative, "max_live_parameters"),
-        integer("stage3_max_reuse_distance", &Z::max_reuse_distance, kNonNegative, "max_reuse_distance"),
+        integer("stage3_max_live_parameters", &Z::max_live_parameters, kNonNegative,
+                "max_live_parameters"),
+        integer("stage3_max_reuse_distance", &Z::max_reuse_distance, kNonNegative,
+                "max_reuse_distance"),
         flag("stage3_gather_16bit_weights_on_model_save", &Z::gather_16bit_weights_on_model_save,
              "gather_16bit_weights_on_model_save"),
         integer("stage3_module_granularity_threshold", &Z::module_granularity_threshold, {},
@@ -84,7 +87,8 @@ std::optional<bool> deprecated_flag(Section &s, const char *key) {
                                   "\" is given too; keep only \"" + new_key + "\"");
 }
 
-void read_deprecated(Section &s, ZeroConfig &z, bool has_param, bool has_optimizer, bool has_gather) {
+void read_deprecated(Section &s, ZeroConfig &z, bool has_param, bool has_optimizer,
+                     bool has_gather) {
     Context &ctx = s.ctx();
     if (std::optional<bool> v = deprecated_flag(s, "cpu_offload")) {
         if (has_optimizer) both_given(ctx, s.path() + ".cpu_offload", "offload_optimizer");
@@ -114,7 +118,7 @@ void read_deprecated(Section &s, ZeroConfig &z, bool has_param, bool has_optimiz
 /* Keys DeepSpeed accepts that dszero checks but does not act on. */
 void read_unmodelled(Section &s) {
     Context &ctx = s.ctx();
-    s.object("zeropp_loco_param", Unknown::warn, Typing::lax);  /* any object: ZeRO++ LoCo tuning */
+    s.object("zeropp_loco_param", Unknown::warn, Typing::lax); /* any object: ZeRO++ LoCo tuning */
     if (s.object("zenflow", Unknown::warn, Typing::lax).present())
         ctx.warn(s.path() + ".zenflow: ZenFlow is not implemented by dszero; ignored");
     Entry leaf = s.entry("leaf_module");
@@ -126,8 +130,9 @@ void read_unmodelled(Section &s) {
     if (chunk) to_int(chunk, Typing::lax, kNonNegative, ctx);
     bool legacy_stage1 = false;
     if (s.read("legacy_stage1", legacy_stage1) && legacy_stage1)
-        ctx.value_error(s.path() + ".legacy_stage1", "the legacy stage-1 implementation was removed from "
-                                                     "DeepSpeed; remove this key");
+        ctx.value_error(s.path() + ".legacy_stage1",
+                        "the legacy stage-1 implementation was removed from "
+                        "DeepSpeed; remove this key");
 }
 
 void read_zero_object(Section &s, ZeroConfig &z) {
@@ -141,7 +146,8 @@ void read_zero_object(Section &s, ZeroConfig &z) {
 
     bool has_param = read_offload_param(s, z.offload_param);
     bool has_optimizer = read_offload_optimizer(s, z.offload_optimizer);
-    bool has_gather = bool(s.entry("stage3_gather_16bit_weights_on_model_save", "gather_16bit_weights_on_model_save"));
+    bool has_gather = bool(
+        s.entry("stage3_gather_16bit_weights_on_model_save", "gather_16bit_weights_on_model_save"));
     read_deprecated(s, z, has_param, has_optimizer, has_gather);
     read_unmodelled(s);
 }
@@ -149,8 +155,10 @@ void read_zero_object(Section &s, ZeroConfig &z) {
 /* ZeRO's own rules, once every key is read. */
 void apply_stage_rules(const std::string &path, ZeroConfig &z, Context &ctx) {
     if (z.stage == 3 && z.elastic_checkpoint)
-        ctx.warn(path + ".elastic_checkpoint: not supported with ZeRO stage 3 (as in DeepSpeed); use universal "
-                        "checkpoints");
+        ctx.warn(
+            path +
+            ".elastic_checkpoint: not supported with ZeRO stage 3 (as in DeepSpeed); use universal "
+            "checkpoints");
     if (z.offload_optimizer.ratio < 1 && z.stage != 3)
         ctx.value_error(path + ".offload_optimizer.ratio",
                         strprintf("partial offload (ratio %g < 1) needs ZeRO stage 3, stage is %d",
@@ -167,17 +175,21 @@ void apply_stage_rules(const std::string &path, ZeroConfig &z, Context &ctx) {
         z.offload_param = OffloadParamConfig();
     }
     if (z.stage == 0 && z.offload_optimizer.device != OffloadDevice::none) {
-        ctx.warn(path + ".offload_optimizer: optimizer offload needs ZeRO stage 1-3; ignored at stage 0");
+        ctx.warn(path +
+                 ".offload_optimizer: optimizer offload needs ZeRO stage 1-3; ignored at stage 0");
         z.offload_optimizer = OffloadOptimizerConfig();
     }
     if ((z.stage == 1 || z.stage == 2) && z.offload_optimizer.device == OffloadDevice::nvme) {
-        ctx.warn(path + ".offload_optimizer.device: \"nvme\" means CPU offload at ZeRO stages 1 and 2 (as in "
-                        "DeepSpeed); read as \"cpu\"");
+        ctx.warn(
+            path +
+            ".offload_optimizer.device: \"nvme\" means CPU offload at ZeRO stages 1 and 2 (as in "
+            "DeepSpeed); read as \"cpu\"");
         z.offload_optimizer.device = OffloadDevice::cpu;
     }
     if ((z.stage == 1 || z.stage == 2) && z.offload_optimizer.device != OffloadDevice::none &&
         !z.contiguous_gradients) {
-        ctx.warn(path + ".contiguous_gradients: forced to true by optimizer offload (as in DeepSpeed)");
+        ctx.warn(path +
+                 ".contiguous_gradients: forced to true by optimizer offload (as in DeepSpeed)");
         z.contiguous_gradients = true;
     }
 }
@@ -193,15 +205,17 @@ Entry read_zero(Section &top, Config &config) {
         ctx.warn(std::string(kZero) + ": the boolean form is deprecated; read as {\"stage\": " +
                  (cJSON_IsTrue(e.value) ? "1" : "0") + "}; use an object");
         z.stage = cJSON_IsTrue(e.value) ? 1 : 0;
-        if (allgather_size) z.allgather_bucket_size = to_int(allgather_size, Typing::natural, kNonNegative, ctx);
+        if (allgather_size)
+            z.allgather_bucket_size = to_int(allgather_size, Typing::natural, kNonNegative, ctx);
         apply_stage_rules(kZero, z, ctx);
         return Entry{nullptr, join_path(kZero, "aio")};
     }
     Section s = top.object(e, Unknown::refuse, Typing::lax);
     Entry misplaced_aio = s.entry("aio");
     if (misplaced_aio)
-        ctx.warn(misplaced_aio.path + ": aio is a top-level section in DeepSpeed (0.19 would refuse it here); "
-                                      "read as the top-level \"aio\"");
+        ctx.warn(misplaced_aio.path +
+                 ": aio is a top-level section in DeepSpeed (0.19 would refuse it here); "
+                 "read as the top-level \"aio\"");
     read_zero_object(s, z);
     s.finish();
     apply_stage_rules(kZero, z, ctx);

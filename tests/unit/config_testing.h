@@ -20,7 +20,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 extern "C" {
-#include <cmocka.h>  /* CMocka 1.1's header has no extern "C" of its own */
+#include <cmocka.h> /* CMocka 1.1's header has no extern "C" of its own */
 }
 
 namespace cfgtest {
@@ -81,10 +81,11 @@ inline bool contains(const std::string &haystack, const std::string &needle) {
 /* Asserts the refusal message starts with `path` followed by ": " (or by
  * " " for messages that compare values) and contains every `part`. */
 inline void expect_refusal(const std::string &text, const std::string &path,
-                           std::initializer_list<const char *> parts, const dsz::HostValues &h = micro()) {
+                           std::initializer_list<const char *> parts,
+                           const dsz::HostValues &h = micro()) {
     std::string m = refusal(text, h);
-    if (m.compare(0, path.size(), path) != 0 || (m.size() > path.size() && m[path.size()] != ':' &&
-                                                 m[path.size()] != ' '))
+    if (m.compare(0, path.size(), path) != 0 ||
+        (m.size() > path.size() && m[path.size()] != ':' && m[path.size()] != ' '))
         fail_msg("message does not start with \"%s\": %s", path.c_str(), m.c_str());
     for (const char *p : parts)
         if (!contains(m, p)) fail_msg("message lacks \"%s\": %s", p, m.c_str());

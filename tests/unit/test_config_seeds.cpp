@@ -22,10 +22,10 @@ const char *const kTrainer =
 /* The host each seed needs; seeds not listed get micro(4) at world size 1. */
 dsz::HostValues host_for(const std::string &name) {
     static const std::map<std::string, dsz::HostValues> hosts = {
-        {"batch_2048.json", host(8)},              /* 2048 = 4 * 64 * 8 */
-        {"pipeline.json", host(4)},                /* 64 = 2 * 8 * 4 */
+        {"batch_2048.json", host(8)}, /* 2048 = 4 * 64 * 8 */
+        {"pipeline.json", host(4)},   /* 64 = 2 * 8 * 4 */
         {"pipeline_zero1.json", host(1)},
-        {"principle_example.json", host(1)},       /* micro derived: 32 / 4 = 8 */
+        {"principle_example.json", host(1)}, /* micro derived: 32 / 4 = 8 */
         {"full_structure_auto.json", host(2, kTrainer)},
         {"llama_zero2_offload_auto.json", host(1, kTrainer)},
         {"zero3_auto.json", host(1, kTrainer)},
@@ -36,7 +36,8 @@ dsz::HostValues host_for(const std::string &name) {
 
 std::vector<std::string> seed_names() {
     std::vector<std::string> names;
-    for (const auto &e : std::filesystem::directory_iterator(std::string(DSZ_FIXTURE_DIR) + "/seed-configs"))
+    for (const auto &e :
+         std::filesystem::directory_iterator(std::string(DSZ_FIXTURE_DIR) + "/seed-configs"))
         if (e.path().extension() == ".json") names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     return names;
@@ -53,20 +54,22 @@ void every_seed_loads_and_round_trips(void **) {
         std::string resolved = dsz::config_to_json(first.config);
         dsz::ParseResult second = parse(resolved, h);
         if (dsz::config_to_json(second.config) != resolved)
-            fail_msg("%s: config_to_json does not round-trip:\n%s\n---\n%s", name.c_str(), resolved.c_str(),
-                     dsz::config_to_json(second.config).c_str());
+            fail_msg("%s: config_to_json does not round-trip:\n%s\n---\n%s", name.c_str(),
+                     resolved.c_str(), dsz::config_to_json(second.config).c_str());
         assert_int_equal(second.config.world_size, first.config.world_size);
     }
 }
 
 void fragments_name_the_missing_batch_keys(void **) {
-    for (const char *name : {"activation_checkpointing.json", "bf16.json", "fp16_dynamic.json",
-                             "fp16_overflow_tuning.json", "memory_breakdown.json", "moe_expert_parallel.json",
-                             "scheduler_warmup_decay.json", "tensor_parallel.json", "zero1.json",
-                             "zero2_buckets.json", "zero2_offload_cpu.json", "zero3_offload_cpu.json",
-                             "zero_inference.json", "zero_infinity_nvme.json"}) {
+    for (const char *name :
+         {"activation_checkpointing.json", "bf16.json", "fp16_dynamic.json",
+          "fp16_overflow_tuning.json", "memory_breakdown.json", "moe_expert_parallel.json",
+          "scheduler_warmup_decay.json", "tensor_parallel.json", "zero1.json", "zero2_buckets.json",
+          "zero2_offload_cpu.json", "zero3_offload_cpu.json", "zero_inference.json",
+          "zero_infinity_nvme.json"}) {
         std::string m = refusal(fixture(name), host(1));
-        for (const char *part : {"train_micro_batch_size_per_gpu: missing", "train_batch_size", "auto_values"})
+        for (const char *part :
+             {"train_micro_batch_size_per_gpu: missing", "train_batch_size", "auto_values"})
             if (!contains(m, part)) fail_msg("%s: message lacks \"%s\": %s", name, part, m.c_str());
     }
 }
@@ -83,7 +86,8 @@ void unresolved_auto_names_its_key(void **) {
         {"full_structure_auto.json", "\"warmup_steps\": 100,", "scheduler.params.warmup_num_steps"},
         {"full_structure_auto.json", "\"fp16\": false,", "fp16.enabled"},
         {"llama_zero2_offload_auto.json", "\"max_grad_norm\": 0.5,", "gradient_clipping"},
-        {"llama_zero2_offload_auto.json", "\"num_training_steps\": 1000,", "scheduler.params.total_num_steps"},
+        {"llama_zero2_offload_auto.json", "\"num_training_steps\": 1000,",
+         "scheduler.params.total_num_steps"},
         {"zero3_auto.json", ", \"hidden_size\": 1024", "zero_optimization.reduce_bucket_size"},
     };
     for (const Case &c : cases) {
@@ -126,7 +130,8 @@ void auto_seeds_take_trainer_values(void **) {
     assert_true(c.gradient_clipping == 0.5);
     assert_true(c.scheduler.type == dsz::SchedulerType::warmup_decay_lr);
     assert_int_equal(c.scheduler.total_num_steps, 1000);
-    assert_true(c.zero.offload_optimizer.device == dsz::OffloadDevice::cpu && c.zero.offload_optimizer.pin_memory);
+    assert_true(c.zero.offload_optimizer.device == dsz::OffloadDevice::cpu &&
+                c.zero.offload_optimizer.pin_memory);
 
     c = load("zero3_auto.json");
     assert_int_equal(c.zero.stage, 3);
@@ -146,14 +151,17 @@ void plain_seeds_read_as_written(void **) {
     c = load("principle_example.json");
     assert_int_equal(c.train_micro_batch_size_per_gpu, 8);
     assert_true(c.fp16.enabled && c.fp16.loss_scale == 0);
-    assert_true(c.optimizer.type == dsz::OptimizerType::adam && c.optimizer.lr == 1e-4 && c.optimizer.adam_w_mode);
+    assert_true(c.optimizer.type == dsz::OptimizerType::adam && c.optimizer.lr == 1e-4 &&
+                c.optimizer.adam_w_mode);
 
     c = load("fp16_dynamic.json");
-    assert_true(c.fp16.enabled && c.fp16.initial_scale_power == 16 && c.fp16.loss_scale_window == 1000);
+    assert_true(c.fp16.enabled && c.fp16.initial_scale_power == 16 &&
+                c.fp16.loss_scale_window == 1000);
     assert_true(c.fp16.hysteresis == 2 && c.fp16.min_loss_scale == 1);
 
     c = load("activation_checkpointing.json");
-    assert_true(c.activation_checkpointing.partition_activations && c.activation_checkpointing.cpu_checkpointing);
+    assert_true(c.activation_checkpointing.partition_activations &&
+                c.activation_checkpointing.cpu_checkpointing);
     assert_int_equal(c.activation_checkpointing.number_checkpoints, 4);
 
     c = load("pipeline.json");
@@ -168,7 +176,8 @@ void plain_seeds_read_as_written(void **) {
 
     c = load("scheduler_warmup_decay.json");
     assert_true(c.scheduler.type == dsz::SchedulerType::warmup_decay_lr);
-    assert_true(c.scheduler.warmup_type == dsz::WarmupType::linear && c.scheduler.warmup_max_lr == 3e-4);
+    assert_true(c.scheduler.warmup_type == dsz::WarmupType::linear &&
+                c.scheduler.warmup_max_lr == 3e-4);
     assert_int_equal(c.scheduler.total_num_steps, 100000);
     assert_int_equal(c.scheduler.warmup_num_steps, 2000);
     assert_int_equal(c.scheduler.last_batch_iteration, -1);
@@ -203,8 +212,10 @@ void seeds_with_warnings(void **) {
 
     r = parse(fixture("zero_infinity_nvme.json"), micro());
     const dsz::ZeroConfig &z = r.config.zero;
-    assert_true(z.offload_param.device == dsz::OffloadDevice::nvme && z.offload_param.nvme_path == "/local_nvme");
-    assert_true(z.offload_optimizer.device == dsz::OffloadDevice::nvme && z.offload_optimizer.buffer_count == 4);
+    assert_true(z.offload_param.device == dsz::OffloadDevice::nvme &&
+                z.offload_param.nvme_path == "/local_nvme");
+    assert_true(z.offload_optimizer.device == dsz::OffloadDevice::nvme &&
+                z.offload_optimizer.buffer_count == 4);
     assert_int_equal(z.offload_param.buffer_size, 100000000);
     assert_int_equal(r.config.aio.intra_op_parallelism, 1);
     assert_int_equal(r.config.aio.block_size, 1048576);
