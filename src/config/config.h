@@ -223,6 +223,9 @@ struct Config {
     AioConfig aio;
     ActivationCheckpointingConfig activation_checkpointing;
     PipelineConfig pipeline;
+    /* tensor_parallel.autotp_size (or tp_size): recorded only; the host
+     * shards the model, and world_size above is the data-parallel size */
+    int tensor_parallel_size = 1;
 
     std::string json;                         /* the config as given (after "auto" filling) */
 
