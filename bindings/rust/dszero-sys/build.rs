@@ -65,7 +65,7 @@ fn find_library(repo: &Path) -> Vec<PathBuf> {
         let dirs: Vec<PathBuf> = out
             .split_whitespace()
             .filter_map(|t| t.strip_prefix("-L"))
-            .map(PathBuf::from)
+            .map(|d| absolute(PathBuf::from(d)))
             .collect();
         // An empty -L list means the library sits in a default linker folder.
         return dirs;
