@@ -195,7 +195,7 @@ impl<'a> Engine<'a> {
 
     /// What to multiply the loss by before backward: the loss scale divided
     /// by gradient_accumulation_steps.
-    pub fn loss_scale(&mut self) -> Result<f64> {
+    pub fn loss_scale(&self) -> Result<f64> {
         let mut m = 0.0;
         check(unsafe { sys::dsz_loss_scale(self.raw.as_ptr(), &mut m) })?;
         Ok(m)
