@@ -124,6 +124,7 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
         w.write(header, sizeof header);
         cJSON *files = cJSON_AddArrayToObject(m.get(), "files");
         cJSON *jf = cJSON_CreateObject();
+        cJSON_AddItemToArray(files, jf); /* owned by the manifest from here on */
         cJSON_AddStringToObject(jf, "name", shard.c_str());
         cJSON_AddNumberToObject(jf, "rank", rank_);
         cJSON *arrays = cJSON_AddArrayToObject(jf, "arrays");
@@ -145,7 +146,6 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
         w.close();
         cJSON_AddNumberToObject(jf, "bytes", static_cast<double>(w.bytes()));
         cJSON_AddNumberToObject(jf, "crc32", static_cast<double>(w.crc()));
-        cJSON_AddItemToArray(files, jf);
         cJSON_AddItemToObject(m.get(), "client_state", client.release());
 
         char *text = cJSON_Print(m.get());
