@@ -6,8 +6,11 @@
 # archive (the MPI tests and the benchmark call MPI themselves).
 find_package(MPI COMPONENTS C)
 if(MPI_C_FOUND)
+  # Global, so that tests/ and bench/ (other directories) can link it too.
+  set_target_properties(MPI::MPI_C PROPERTIES IMPORTED_GLOBAL TRUE)
   target_link_libraries(dszero_obj PUBLIC MPI::MPI_C)
-  target_compile_definitions(dszero_obj PUBLIC DSZ_HAVE_MPI=1)
+  # OMPI_SKIP_MPICXX: mpi.h from C++ must not drag in the deprecated C++ bindings.
+  target_compile_definitions(dszero_obj PUBLIC DSZ_HAVE_MPI=1 OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
   target_link_libraries(dszero PRIVATE MPI::MPI_C)
   message(STATUS "dszero: MPI backend enabled (${MPI_C_LIBRARIES})")
 else()
