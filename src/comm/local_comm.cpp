@@ -90,6 +90,8 @@ public:
                         ReduceOp op) override {
         start("all_reduce");
         (void)op;
+        check_no_overlap("all_reduce on '" + name() + "'", send, count * elem_size(type), recv,
+                         count * elem_size(type), send);
         copy_if_needed(recv, send, count * elem_size(type));
         return Request();
     }
@@ -98,6 +100,8 @@ public:
         start("reduce_scatter");
         (void)op;
         check_partition("reduce_scatter", part);
+        check_no_overlap("reduce_scatter on '" + name() + "'", send, part.total() * elem_size(type), recv,
+                         part.total() * elem_size(type), send);
         copy_if_needed(recv, send, part.total() * elem_size(type));
         return Request();
     }
@@ -105,6 +109,8 @@ public:
                         size_t elem_bytes) override {
         start("all_gather");
         check_partition("all_gather", part);
+        check_no_overlap("all_gather on '" + name() + "'", recv, part.total() * elem_bytes, send,
+                         part.total() * elem_bytes, recv);
         copy_if_needed(recv, send, part.total() * elem_bytes);
         return Request();
     }
@@ -122,6 +128,7 @@ public:
         if (send_bytes[0] != recv_bytes[0])
             fail(DSZ_ERR_INVALID_ARGUMENT, "all_to_all on '%s': sends %zu bytes to itself but expects %zu",
                  name().c_str(), send_bytes[0], recv_bytes[0]);
+        check_no_overlap("all_to_all on '" + name() + "'", send, send_bytes[0], recv, recv_bytes[0], nullptr);
         copy_if_needed(recv, send, send_bytes[0]);
         return Request();
     }
