@@ -58,8 +58,9 @@ std::string MpiCore::peer_name(int r) const {
 MpiTask::~MpiTask() = default;
 
 int MpiTask::add_stream(int peer, bool send, MPI_Comm comm, int tag, char *base, size_t bytes,
-                        size_t chunk, size_t window, bool token) {
+                        size_t chunk, size_t window, bool token, int stage) {
     Stream s;
+    s.stage = stage;
     s.peer = peer;
     s.send = send;
     s.comm = comm;
@@ -230,9 +231,14 @@ void MpiTask::abandon(const std::string &why) {
 }
 
 std::string MpiTask::waiting_for() const {
+    /* Only the earliest unfinished stage: a peer that cannot send its
+     * reduced slice because a third rank is silent is not the culprit. */
+    int stage = INT_MAX;
+    for (const Stream &s : streams_)
+        if (!s.complete()) stage = std::min(stage, s.stage);
     std::vector<int> from, to;
     for (const Stream &s : streams_) {
-        if (s.complete()) continue;
+        if (s.complete() || s.stage != stage) continue;
         std::vector<int> &v = s.send ? to : from;
         if (std::find(v.begin(), v.end(), s.peer) == v.end()) v.push_back(s.peer);
     }
@@ -247,7 +253,7 @@ std::string MpiTask::waiting_for() const {
     /* What are the silent peers doing? Their first unmatched message says. */
     std::vector<int> probed;
     for (const Stream &s : streams_) {
-        if (s.complete() || s.send || !collective_) continue;
+        if (s.complete() || s.send || !collective_ || s.stage != stage) continue;
         if (std::find(probed.begin(), probed.end(), s.peer) != probed.end()) continue;
         probed.push_back(s.peer);
         int flag = 0;

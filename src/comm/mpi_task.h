@@ -100,6 +100,7 @@ protected:
         size_t bytes, chunk, nchunks;
         size_t window;    /* chunks in flight at most */
         size_t limit;     /* chunks that may be posted so far */
+        int stage;        /* what must happen first: diagnostics blame the earliest */
         size_t posted = 0, completed = 0, prefix = 0;
         std::vector<uint8_t> done;
         bool complete() const { return completed == nchunks; }
@@ -108,7 +109,7 @@ protected:
 
     /* nchunks = ceil(bytes / chunk); a token stream is one empty message. */
     int add_stream(int peer, bool send, MPI_Comm comm, int tag, char *base, size_t bytes,
-                   size_t chunk, size_t window, bool token = false);
+                   size_t chunk, size_t window, bool token = false, int stage = 0);
     virtual void setup() = 0;
     virtual char *chunk_buffer(int stream, size_t k);
     /* Local work between tests: reduce what arrived, raise limits. */

@@ -48,9 +48,10 @@ private:
                               theirs, cb, kReduceDepth);
             q.r1 = add_stream(p, false, core_->coll, tag1, nullptr, mine_ * es_, cb, kReduceDepth);
             if (all_reduce_) {
-                q.s2 = add_stream(p, true, core_->coll, tag2, slice_out_, mine_ * es_, cb, kReduceDepth);
+                q.s2 = add_stream(p, true, core_->coll, tag2, slice_out_, mine_ * es_, cb, kReduceDepth,
+                                  false, 1);
                 q.r2 = add_stream(p, false, core_->coll, tag2, out_ + part_.offset(p) * es_, theirs, cb,
-                                  kReduceDepth);
+                                  kReduceDepth, false, 1);
             }
             if (nmine_ > 0) {
                 q.stage.resize(kReduceDepth);
@@ -183,7 +184,7 @@ private:
         for (int m = (vr == 0 ? top : low) >> 1; m >= 1; m >>= 1) {
             if (vr + m >= W) continue;
             to_children_.push_back(add_stream((vr + m + root_) % W, true, core_->coll, tag, buf_, bytes_,
-                                              core_->chunk_bytes, kDirectWindow));
+                                              core_->chunk_bytes, kDirectWindow, false, 1));
         }
         work();
     }
@@ -244,9 +245,10 @@ private:
     void setup() override {
         const int W = core_->size, me = core_->rank;
         const int tag = core_->tag(seq(), kTagBarrier);
-        for (int d = 1; d < W; d <<= 1) {
-            sends_.push_back(add_stream((me + d) % W, true, core_->coll, tag, &g_token, 0, 1, 1, true));
-            recvs_.push_back(add_stream((me - d + W) % W, false, core_->coll, tag, &g_token, 0, 1, 1, true));
+        int round = 0;
+        for (int d = 1; d < W; d <<= 1, ++round) {
+            sends_.push_back(add_stream((me + d) % W, true, core_->coll, tag, &g_token, 0, 1, 1, true, round));
+            recvs_.push_back(add_stream((me - d + W) % W, false, core_->coll, tag, &g_token, 0, 1, 1, true, round));
         }
         work();
     }
