@@ -60,7 +60,7 @@ uint64_t digest(const void *bytes, size_t n, uint64_t seed) {
         h = mix(h ^ w) + 0x9e3779b97f4a7c15ULL;
     }
     uint64_t tail = 0;
-    std::memcpy(&tail, p + i, n - i);
+    if (n > i) std::memcpy(&tail, p + i, n - i);
     return mix(h ^ tail ^ (static_cast<uint64_t>(n - i) << 56));
 }
 
