@@ -1,0 +1,107 @@
+/* mpi_runtime.cpp -- MPI lifetime, the MPI lock, global progress (see mpi_runtime.h). */
+#ifdef DSZ_HAVE_MPI
+
+#include "comm/mpi_runtime.h"
+
+#include <cstdlib>
+
+#include "comm/backends.h"
+#include "comm/mpi_task.h"
+#include "common/error.h"
+
+namespace dsz {
+namespace comm {
+
+std::string mpi_error_string(int code) {
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) return strprintf("MPI error %d", code);
+    return std::string(text, static_cast<size_t>(len));
+}
+
+MpiRuntime &MpiRuntime::get() {
+    /* Never destroyed: communicators that outlive main() still find it. */
+    static MpiRuntime *rt = new MpiRuntime();
+    return *rt;
+}
+
+void MpiRuntime::finalize_at_exit() {
+    MpiRuntime &rt = get();
+    std::lock_guard<std::recursive_mutex> lock(rt.mu_);
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized || rt.any_failure_) return;
+    MPI_Finalize();
+}
+
+void MpiRuntime::ensure_initialized() {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (finalized) fail(DSZ_ERR_COMM, "MPI was already finalised in this process");
+    if (!inited) {
+        int provided = MPI_THREAD_SINGLE;
+        int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+        if (rc != MPI_SUCCESS) fail(DSZ_ERR_COMM, "MPI_Init_thread failed: %s", mpi_error_string(rc).c_str());
+        we_initialized_ = true;
+        std::atexit(finalize_at_exit);
+    }
+    MPI_Query_thread(&thread_level_);
+}
+
+void MpiRuntime::start(const std::shared_ptr<MpiTask> &task) {
+    task->begin();
+    if (!task->finished()) active_.push_back(task);
+}
+
+bool MpiRuntime::progress_all() {
+    bool progressed = false;
+    bool any_finished = false;
+    /* advance() may start nothing new, but copy the list: a task's
+     * completion can drop the last reference to other objects. */
+    std::vector<std::shared_ptr<MpiTask>> tasks = active_;
+    for (const auto &t : tasks) {
+        if (t->finished()) continue;
+        if (t->advance()) progressed = true;
+        if (t->finished()) any_finished = true;
+    }
+    if (any_finished) {
+        std::vector<std::shared_ptr<MpiTask>> keep;
+        keep.reserve(active_.size());
+        for (auto &t : active_)
+            if (!t->finished()) keep.push_back(t);
+        active_.swap(keep);
+    }
+    return progressed;
+}
+
+void MpiRuntime::abandon(const MpiCore *core, const std::string &why) {
+    std::vector<std::shared_ptr<MpiTask>> keep;
+    for (auto &t : active_) {
+        if (t->core() == core) t->abandon(why);
+        else keep.push_back(t);
+    }
+    active_.swap(keep);
+}
+
+const MpiTask *MpiRuntime::oldest(const MpiCore *core) const {
+    const MpiTask *best = nullptr;
+    for (const auto &t : active_) {
+        if (t->core() != core || t->finished() || !t->is_collective()) continue;
+        if (!best || t->seq() < best->seq()) best = t.get();
+    }
+    return best;
+}
+
+bool mpi_is_initialized() {
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    return inited && !finalized;
+}
+
+}  // namespace comm
+}  // namespace dsz
+
+#endif  // DSZ_HAVE_MPI

@@ -1,0 +1,79 @@
+/*
+ * mpi_runtime.h -- process-wide MPI state of the MPI backend (DSZ_HAVE_MPI).
+ *
+ * Owns three things that exist once per process:
+ *   - MPI's lifetime. MPI is initialised only by create_communicator, only
+ *     when a launcher started several ranks (or MPI was asked for), with
+ *     MPI_THREAD_MULTIPLE. If the host initialised MPI, dszero never
+ *     initialises nor finalises it. If dszero did, it finalises MPI from an
+ *     atexit hook: MPI can be initialised once per process, so finalising
+ *     when the last engine goes would forbid a second engine. The hook skips
+ *     MPI_Finalize after a communication failure (a peer may be gone or
+ *     stuck and finalize would wait for it); the launcher then reports the
+ *     exit and ends the job.
+ *   - One lock around every MPI call dszero makes, so that hosts that give
+ *     only MPI_THREAD_SERIALIZED still work and progress is never re-entered.
+ *   - The list of tasks in flight. Waiting on any Request advances all of
+ *     them, in start order: a rank waiting on operation B still moves its
+ *     part of operation A, which a peer may be waiting on, so ranks that
+ *     wait on different requests never deadlock.
+ */
+#pragma once
+
+#ifdef DSZ_HAVE_MPI
+
+#include <mpi.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "comm/launcher.h"
+
+namespace dsz {
+namespace comm {
+
+class MpiTask;
+struct MpiCore;
+
+class MpiRuntime {
+public:
+    static MpiRuntime &get();
+
+    /* Initialises MPI unless it already is. Throws DSZ_ERR_COMM. */
+    void ensure_initialized();
+    bool we_initialized() const { return we_initialized_; }
+    int thread_level() const { return thread_level_; }
+
+    std::recursive_mutex &lock() { return mu_; }
+
+    /* Under lock(): */
+    void start(const std::shared_ptr<MpiTask> &task);
+    bool progress_all();
+    /* Drops every task of a failed communicator (cancelling its receives)
+     * and makes each of them fail with `why`. */
+    void abandon(const MpiCore *core, const std::string &why);
+    /* The oldest collective still in flight on core, or nullptr. */
+    const MpiTask *oldest(const MpiCore *core) const;
+    void note_failure() { any_failure_ = true; }
+    bool any_failure() const { return any_failure_; }
+
+private:
+    MpiRuntime() = default;
+    static void finalize_at_exit();
+
+    std::recursive_mutex mu_;
+    std::vector<std::shared_ptr<MpiTask>> active_;
+    bool we_initialized_ = false;
+    bool any_failure_ = false;
+    int thread_level_ = MPI_THREAD_SINGLE;
+};
+
+/* "MPI_ERR_TRUNCATE: message truncated" */
+std::string mpi_error_string(int code);
+
+}  // namespace comm
+}  // namespace dsz
+
+#endif  // DSZ_HAVE_MPI

@@ -1,0 +1,43 @@
+/*
+ * op.h -- what a Request points at: one operation in flight.
+ *
+ * Backends derive from Op. Request::wait() is written once, here-agnostic:
+ * it calls poll() until done, backs off while nothing moves, and calls
+ * expire() when the communicator's timeout runs out. expire() is where a
+ * backend names the ranks it is still waiting for and marks the
+ * communicator failed.
+ */
+#pragma once
+
+#include <string>
+
+namespace dsz {
+namespace comm {
+namespace detail {
+
+enum class Poll { done, progressed, idle };
+
+class Op {
+public:
+    Op(std::string what, double timeout_s) : what_(std::move(what)), timeout_s_(timeout_s) {}
+    virtual ~Op() = default;
+    Op(const Op &) = delete;
+    Op &operator=(const Op &) = delete;
+
+    /* One non-blocking step. Throws dsz::Error if the operation failed. */
+    virtual Poll poll() = 0;
+    /* The wait gave up after waited_s seconds: throw DSZ_ERR_TIMEOUT (or
+     * return, if another thread completed the operation meanwhile). */
+    virtual void expire(double waited_s) = 0;
+
+    const std::string &what() const { return what_; }
+    double timeout() const { return timeout_s_; }
+
+private:
+    std::string what_;
+    double timeout_s_;
+};
+
+}  // namespace detail
+}  // namespace comm
+}  // namespace dsz

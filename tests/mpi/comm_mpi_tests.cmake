@@ -1,0 +1,48 @@
+# comm_mpi_tests.cmake -- src/comm's multi-process tests (included from
+# tests/CMakeLists.txt when the MPI backend is built). Every run is bounded:
+# CTest's TIMEOUT, and run_fault.sh's own `timeout` around mpirun.
+set(DSZ_MPI_TEST_ENV
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  OMPI_MCA_rmaps_base_oversubscribe=1
+  ASAN_OPTIONS=detect_leaks=0      # Open MPI's own leaks are not ours
+  DSZ_COMM_TIMEOUT=120)            # a broken test fails in 2 min, not 5
+
+foreach(np 2 4)
+  add_test(NAME test_comm_mpi_np${np}
+    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:test_comm_mpi>)
+  set_tests_properties(test_comm_mpi_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "unit;mpi" TIMEOUT 300 PROCESSORS ${np})
+endforeach()
+
+add_executable(comm_host_comm ${CMAKE_CURRENT_SOURCE_DIR}/mpi/comm_host_comm.cpp)
+target_link_libraries(comm_host_comm PRIVATE dszero_static MPI::MPI_C)
+foreach(np 2 4)
+  add_test(NAME comm_host_comm_np${np}
+    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:comm_host_comm>)
+  set_tests_properties(comm_host_comm_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "unit;mpi" TIMEOUT 120 PROCESSORS ${np})
+endforeach()
+
+add_executable(comm_fault ${CMAKE_CURRENT_SOURCE_DIR}/mpi/comm_fault.cpp)
+target_link_libraries(comm_fault PRIVATE dszero_static)
+# mode, ranks, expected output (ours, or mpirun reporting the dead rank)
+set(DSZ_FAULT_CASES
+  "late|2|EXPECTED 12: rank 0: all_reduce #3"
+  "late|4|EXPECTED 12: rank 0: all_reduce #3"
+  "diverge|2|EXPECTED 12: rank 0: .*has sent data for broadcast #3 instead"
+  "size|2|EXPECTED 11: rank [01]: all_reduce #3"
+  "exit|2|EXPECTED 12|exited|terminated|aborted|killed"
+  "exit|4|EXPECTED 12|exited|terminated|aborted|killed"
+  "quit|2|EXPECTED 12|exited|terminated|aborted|killed")
+foreach(case ${DSZ_FAULT_CASES})
+  string(REPLACE "|" ";" parts "${case}")
+  list(GET parts 0 mode)
+  list(GET parts 1 np)
+  list(SUBLIST parts 2 -1 rest)
+  string(REPLACE ";" "|" regex "${rest}")
+  add_test(NAME comm_fault_${mode}_np${np}
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi/run_fault.sh ${MPIEXEC_EXECUTABLE} ${np}
+            $<TARGET_FILE:comm_fault> ${mode} 60 "${regex}")
+  set_tests_properties(comm_fault_${mode}_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "unit;mpi;fault" TIMEOUT 90 PROCESSORS ${np})
+endforeach()
