@@ -148,6 +148,13 @@ typedef struct dsz_init_options {
     void *log_user_data;
     int32_t log_level;    /* minimum level delivered; default DSZ_LOG_INFO */
     int32_t log_all_ranks; /* 0 (default): only rank 0 logs */
+    /* --- appended in 0.1 (ZeRO across ranks) --- */
+    /* A host-owned MPI communicator, as a pointer to an MPI_Comm (e.g.
+     * &MPI_COMM_WORLD, or a sub-communicator): the engine's ranks are that
+     * communicator's. dszero duplicates it (collectively) and never
+     * initialises or finalises MPI then. NULL (default): without a launcher,
+     * one rank and no MPI at all; under mpirun / srun, every launched rank. */
+    void *mpi_comm;
 } dsz_init_options;
 
 /* Fills *opts with defaults for a struct of `size` bytes (pass

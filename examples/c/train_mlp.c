@@ -7,9 +7,12 @@
  * dtype), and hands each gradient to dszero, which does everything else:
  * loss scaling, accumulation, clipping, the optimizer, the LR schedule.
  * Data is synthetic: labels come from a fixed random "teacher" network, so
- * the loss can fall far below its starting value ln(classes).
+ * the loss can fall far below its starting value ln(classes). Under mpirun
+ * every rank draws its own batches; dszero reduces the gradients (ZeRO
+ * stage from the config) and rank 0 prints.
  *
  *   train_mlp CONFIG.json [STEPS]
+ *   mpirun -np 2 train_mlp CONFIG.json [STEPS]
  */
 #include <dszero.h>
 
@@ -181,10 +184,14 @@ int main(int argc, char **argv) {
     if (check(dsz_register_params(eng, params, 4, NULL, 0), "dsz_register_params")) return 1;
     for (int i = 0; i < 4; ++i) tensor_sync(all[i]);
 
+    rng ^= 0x51ed2701ull * (uint64_t)(st.rank + 1); /* each rank its own batches */
+    const int rank0 = st.rank == 0;
     float *x = malloc(sizeof(float) * (size_t)B * IN);
     int *y = malloc(sizeof(int) * (size_t)B);
-    printf("dszero %s: MLP %d-%d-%d, %s, micro batch %d x %d accumulation\n", dsz_version(), IN, HID, OUT,
-           st.dtype_bits == 32 ? "fp32" : st.dtype_code == kDLBfloat ? "bf16" : "fp16", B, gas);
+    if (rank0)
+        printf("dszero %s: MLP %d-%d-%d, %s, ZeRO stage %d, %d rank%s, micro batch %d x %d accumulation\n",
+               dsz_version(), IN, HID, OUT, st.dtype_bits == 32 ? "fp32" : st.dtype_code == kDLBfloat ? "bf16" : "fp16",
+               st.zero_stage, st.world_size, st.world_size == 1 ? "" : "s", B, gas);
     double first = 0, recent = 0;
     for (long step = 1; step <= steps; ++step) {
         double window_loss = 0;
@@ -205,11 +212,11 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 4; ++i) tensor_sync(all[i]);
         if (step == 1) first = window_loss;
         recent = step == 1 ? window_loss : 0.9 * recent + 0.1 * window_loss;
-        if (step == 1 || step % 25 == 0 || info.skipped)
+        if (rank0 && (step == 1 || step % 25 == 0 || info.skipped))
             printf("step %4ld  loss %.4f  lr %.3e  loss_scale %g%s\n", step, window_loss, info.lr, info.loss_scale,
                    info.skipped ? "  (overflow: step skipped)" : "");
     }
-    printf("loss: first %.4f, last (running mean) %.4f\n", first, recent);
+    if (rank0) printf("loss: first %.4f, last (running mean) %.4f\n", first, recent);
     for (int i = 0; i < 4; ++i) tensor_free(all[i]);
     free(x); free(y);
     check(dsz_engine_free(eng), "dsz_engine_free");

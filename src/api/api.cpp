@@ -104,6 +104,7 @@ EngineOptions engine_options(const dsz_init_options *o) {
     e.log_user = d.log_user_data;
     e.log_level = d.log_level;
     e.log_all_ranks = d.log_all_ranks != 0;
+    if (d.size >= offsetof(dsz_init_options, mpi_comm) + sizeof(void *)) e.mpi_comm = d.mpi_comm;
     return e;
 }
 

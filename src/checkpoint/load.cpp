@@ -14,6 +14,7 @@
 #include "checkpoint/format.h"
 #include "checkpoint/json_util.h"
 #include "common/error.h"
+#include "engine/agree.h"
 #include "engine/engine.h"
 #include "tensor/convert.h"
 
@@ -43,6 +44,18 @@ std::string resolve_tag(const std::string &dir, const std::string &tag) {
 }  // namespace
 
 std::string Engine::load(const std::string &dir, const std::string &tag_in, uint32_t flags) {
+    try {
+        return load_verified(dir, tag_in, flags);
+    } catch (const Error &e) {
+        /* A local failure: tell the other ranks before giving up, so none waits. */
+        if (e.status() != DSZ_ERR_COMM && e.status() != DSZ_ERR_TIMEOUT && !agreed_)
+            agree(*comm_, e.what(), DSZ_ERR_CHECKPOINT, "dsz_load");
+        throw;
+    }
+}
+
+std::string Engine::load_verified(const std::string &dir, const std::string &tag_in, uint32_t flags) {
+    agreed_ = false;
     require_registered("dsz_load");
     if (flags & ~uint32_t(DSZ_LOAD_SKIP_OPTIMIZER_STATES | DSZ_LOAD_SKIP_LR_SCHEDULER | DSZ_LOAD_MODULE_ONLY))
         fail(DSZ_ERR_INVALID_ARGUMENT, "dsz_load: unknown flag bits 0x%x", flags);
@@ -156,7 +169,8 @@ std::string Engine::load(const std::string &dir, const std::string &tag_in, uint
         for (int s = 0; s < n_states && !dst; ++s)
             if (kind == optimizer_->state_name(s)) dst = &loaded[static_cast<size_t>(g)].states[static_cast<size_t>(s)];
         if (!dst) continue; /* a state of another optimizer: only weights are taken */
-        const size_t begin = static_cast<size_t>(rank_) * layout_.groups[static_cast<size_t>(g)].partition;
+        const GroupState &G = groups_[static_cast<size_t>(g)];
+        const size_t begin = local_of(G, static_cast<size_t>(rank_) * layout_.groups[static_cast<size_t>(g)].partition);
         std::memcpy(dst->data() + begin, shard.data() + off, static_cast<size_t>(count) * sizeof(float));
     }
     const cJSON *cnt = json_field(m.get(), "counters", w);
@@ -174,7 +188,10 @@ std::string Engine::load(const std::string &dir, const std::string &tag_in, uint
     const cJSON *client = cJSON_GetObjectItemCaseSensitive(m.get(), "client_state");
     std::string client_text = client ? json_print(client) : "null";
 
-    /* Everything verified: commit. Without the fp32 masters (weights only),
+    agree(*comm_, "", DSZ_ERR_CHECKPOINT, "dsz_load");
+    agreed_ = true;
+
+    /* Everything verified on every rank: commit. Without the fp32 masters (weights only),
      * masters are re-derived from the 16-bit weights, as DeepSpeed does. */
     const bool exact_master = load_optim && cfg_.zero.load_from_fp32_weights;
     for (size_t g = 0; g < groups_.size(); ++g) {
@@ -185,11 +202,22 @@ std::string Engine::load(const std::string &dir, const std::string &tag_in, uint
             G.step_count = loaded[g].step_count;
         }
     }
+    if (cfg_.zero.stage == 0 && world_ > 1) {
+        /* Stage 0 holds everything: every rank read its partition, gather the rest. */
+        for (GroupState &G : groups_) {
+            const comm::Partition part = comm::Partition::even(G.master.size(), world_);
+            comm_->all_gather(G.master.data() + part.offset(rank_), G.master.data(), part, sizeof(float));
+            if (load_optim)
+                for (auto &st : G.states)
+                    comm_->all_gather(st.data() + part.offset(rank_), st.data(), part, sizeof(float));
+        }
+    }
     write_back_all();
-    if (!exact_master)
-        for (const ParamRecord &p : params_)
-            convert_to_f32(p.host.data, p.host.dtype, groups_[static_cast<size_t>(p.group)].master.data() + p.offset,
-                           p.host.numel);
+    if (!exact_master) {
+        const DType dt = params_.empty() ? DType::f32 : params_[0].host.dtype;
+        for (GroupState &G : groups_)
+            for (const Span &sp : G.spans) convert_to_f32(sp.out, dt, G.master.data() + sp.offset, sp.n);
+    }
     if (load_optim && cfg_.fp16.enabled) scaler_.restore(ls);
     if (!module_only) {
         global_steps_ = gs;
@@ -208,9 +236,11 @@ std::string Engine::load(const std::string &dir, const std::string &tag_in, uint
 }
 
 void Engine::write_back_all() {
-    for (const ParamRecord &p : params_)
-        convert_from_f32(groups_[static_cast<size_t>(p.group)].master.data() + p.offset, p.host.data, p.host.dtype,
-                         p.host.numel);
+    if (params_.empty()) return;
+    const DType dt = params_[0].host.dtype;
+    for (GroupState &G : groups_)
+        for (const Span &s : G.spans) convert_from_f32(G.master.data() + s.offset, s.out, dt, s.n);
+    publish_params();
 }
 
 }  // namespace dsz

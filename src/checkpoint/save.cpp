@@ -2,9 +2,12 @@
  * save.cpp -- Engine::save: writing a checkpoint that is never half-visible.
  *
  * Everything is written into a hidden temporary directory beside the target,
- * synced, and only then renamed into place; `latest` moves last. A failure
- * at any point removes the temporary directory and leaves the previous
- * checkpoint and `latest` as they were.
+ * synced, and only then renamed into place; `latest` moves last. With
+ * several ranks: rank 0 makes the directory, every rank writes its shard,
+ * rank 0 collects their sizes and checksums into the manifest and commits.
+ * After each phase the ranks agree (engine/agree.h), so a failure on any rank
+ * stops all of them, removes the temporary directory, and leaves the
+ * previous checkpoint and `latest` as they were.
  */
 #include <unistd.h>
 
@@ -14,6 +17,7 @@
 #include "checkpoint/format.h"
 #include "checkpoint/json_util.h"
 #include "common/error.h"
+#include "engine/agree.h"
 #include "engine/engine.h"
 
 namespace dsz {
@@ -33,6 +37,58 @@ static cJSON *shape_json(const std::vector<int64_t> &shape) {
     return a;
 }
 
+/* This rank's shard: a header, then per group its master partition and each
+ * optimizer state, fp32, little-endian; the arrays' offsets are the same on
+ * every rank. Returns the shard's file name. */
+std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t *bytes) {
+    const std::string shard = shard_name(rank_);
+    FileWriter w(path_join(dir, shard));
+    char header[kShardHeaderBytes] = {};
+    std::memcpy(header, kShardMagic, sizeof kShardMagic);
+    const uint32_t hv[4] = {static_cast<uint32_t>(kFormatMajor), static_cast<uint32_t>(kFormatMinor),
+                            static_cast<uint32_t>(rank_), static_cast<uint32_t>(world_)};
+    std::memcpy(header + 8, hv, sizeof hv);
+    w.write(header, sizeof header);
+    const int n_states = optimizer_ ? optimizer_->state_count() : 0;
+    for (size_t g = 0; g < groups_.size(); ++g) {
+        const GroupState &G = groups_[g];
+        const size_t P = layout_.groups[g].partition;
+        const size_t begin = local_of(G, static_cast<size_t>(rank_) * P);
+        w.write(G.master.data() + begin, P * sizeof(float));
+        for (int s = 0; s < n_states; ++s) w.write(G.states[static_cast<size_t>(s)].data() + begin, P * sizeof(float));
+    }
+    w.close();
+    *crc = w.crc();
+    *bytes = w.bytes();
+    return shard;
+}
+
+static cJSON *manifest_files(const std::vector<uint64_t> &info, int world, const std::vector<std::string> &kinds,
+                             const std::vector<size_t> &partitions) {
+    cJSON *files = cJSON_CreateArray();
+    for (int r = 0; r < world; ++r) {
+        cJSON *jf = cJSON_CreateObject();
+        cJSON_AddItemToArray(files, jf);
+        cJSON_AddStringToObject(jf, "name", shard_name(r).c_str());
+        cJSON_AddNumberToObject(jf, "rank", r);
+        cJSON_AddNumberToObject(jf, "bytes", static_cast<double>(info[2 * static_cast<size_t>(r)]));
+        cJSON_AddNumberToObject(jf, "crc32", static_cast<double>(info[2 * static_cast<size_t>(r) + 1]));
+        cJSON *arrays = cJSON_AddArrayToObject(jf, "arrays");
+        uint64_t off = kShardHeaderBytes;
+        for (size_t g = 0; g < partitions.size(); ++g)
+            for (const std::string &kind : kinds) {
+                cJSON *a = cJSON_CreateObject();
+                cJSON_AddItemToArray(arrays, a);
+                cJSON_AddNumberToObject(a, "group", static_cast<double>(g));
+                cJSON_AddStringToObject(a, "kind", kind.c_str());
+                cJSON_AddNumberToObject(a, "offset", static_cast<double>(off));
+                cJSON_AddNumberToObject(a, "count", static_cast<double>(partitions[g]));
+                off += partitions[g] * sizeof(float);
+            }
+    }
+    return files;
+}
+
 void Engine::save(const std::string &dir, const std::string &tag_in, const std::string &client_state) {
     require_registered("dsz_save");
     const std::string tag = tag_in.empty() ? "global_step" + std::to_string(global_steps_) : tag_in;
@@ -42,12 +98,52 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
     if (in_micro_ || backward_done_ || micro_steps_ % cfg_.gradient_accumulation_steps != 0)
         log_.warn("dsz_save in the middle of an accumulation window: gradients accumulated so far are not saved");
 
-    make_dirs(dir);
+    int64_t pid = ::getpid();
+    if (world_ > 1) comm_->broadcast(&pid, sizeof pid, 0);
     const std::string final_dir = path_join(dir, tag);
-    const std::string tmp = path_join(dir, "." + tag + ".tmp." + std::to_string(::getpid()));
-    remove_tree(tmp);
-    try {
+    const std::string tmp = path_join(dir, "." + tag + ".tmp." + std::to_string(pid));
+    /* Runs one phase on this rank, then agrees with the others. */
+    auto phase = [&](auto &&body) {
+        std::string err;
+        dsz_status st = DSZ_OK;
+        try {
+            body();
+        } catch (const Error &e) {
+            err = e.what();
+            st = e.status();
+        }
+        try {
+            agree(*comm_, err, DSZ_ERR_IO, "dsz_save");
+        } catch (...) {
+            if (rank_ == 0) remove_tree(tmp);
+            throw;
+        }
+        if (!err.empty()) {
+            if (rank_ == 0) remove_tree(tmp);
+            throw Error(st, err);
+        }
+    };
+
+    phase([&] {
+        if (rank_ != 0) return;
+        make_dirs(dir);
+        remove_tree(tmp);
         make_dirs(tmp);
+    });
+    std::vector<uint64_t> info(2 * static_cast<size_t>(world_), 0);
+    phase([&] {
+        uint32_t crc = 0;
+        uint64_t bytes = 0;
+        write_shard(tmp, &crc, &bytes);
+        info[2 * static_cast<size_t>(rank_)] = bytes;
+        info[2 * static_cast<size_t>(rank_) + 1] = crc;
+    });
+    if (world_ > 1) {
+        const uint64_t mine[2] = {info[2 * static_cast<size_t>(rank_)], info[2 * static_cast<size_t>(rank_) + 1]};
+        comm_->all_gather(mine, info.data(), comm::Partition::even(info.size(), world_), sizeof(uint64_t));
+    }
+    phase([&] {
+        if (rank_ != 0) return;
         JsonPtr m(cJSON_CreateObject());
         cJSON_AddStringToObject(m.get(), "format", kFormatName);
         cJSON *ver = cJSON_AddArrayToObject(m.get(), "format_version");
@@ -62,11 +158,15 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
         cJSON *conf = cJSON_Parse(cfg_.json.c_str());
         cJSON_AddItemToObject(m.get(), "config", conf ? conf : cJSON_CreateNull());
 
+        std::vector<std::string> kinds = {"master"};
         cJSON *opt = cJSON_AddObjectToObject(m.get(), "optimizer");
         cJSON_AddStringToObject(opt, "type", optimizer_ ? optimizer_->name() : "none");
         cJSON *snames = cJSON_AddArrayToObject(opt, "states");
         const int n_states = optimizer_ ? optimizer_->state_count() : 0;
-        for (int s = 0; s < n_states; ++s) cJSON_AddItemToArray(snames, cJSON_CreateString(optimizer_->state_name(s)));
+        for (int s = 0; s < n_states; ++s) {
+            cJSON_AddItemToArray(snames, cJSON_CreateString(optimizer_->state_name(s)));
+            kinds.push_back(optimizer_->state_name(s));
+        }
 
         cJSON *cnt = cJSON_AddObjectToObject(m.get(), "counters");
         cJSON_AddNumberToObject(cnt, "global_steps", static_cast<double>(global_steps_));
@@ -87,10 +187,13 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
         cJSON_AddNumberToObject(sch, "last_batch_iteration", static_cast<double>(sched_t_));
 
         cJSON *groups = cJSON_AddArrayToObject(m.get(), "groups");
+        std::vector<size_t> partitions;
         for (size_t g = 0; g < groups_.size(); ++g) {
             const GroupState &G = groups_[g];
             const GroupLayout &L = layout_.groups[g];
+            partitions.push_back(L.partition);
             cJSON *jg = cJSON_CreateObject();
+            cJSON_AddItemToArray(groups, jg);
             cJSON_AddStringToObject(jg, "name", G.name.c_str());
             cJSON_AddNumberToObject(jg, "base_lr", G.base_lr);
             cJSON_AddNumberToObject(jg, "weight_decay", G.weight_decay);
@@ -102,50 +205,15 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
             for (size_t k = 0; k < L.params.size(); ++k) {
                 const ParamRecord &p = params_[L.params[k]];
                 cJSON *o = cJSON_CreateObject();
+                cJSON_AddItemToArray(jp, o);
                 cJSON_AddStringToObject(o, "name", p.name.c_str());
                 cJSON_AddItemToObject(o, "shape", shape_json(p.host.shape));
                 cJSON_AddStringToObject(o, "dtype", dtype_name(p.host.dtype));
                 cJSON_AddNumberToObject(o, "offset", static_cast<double>(L.offsets[k]));
                 cJSON_AddNumberToObject(o, "numel", static_cast<double>(p.host.numel));
-                cJSON_AddItemToArray(jp, o);
             }
-            cJSON_AddItemToArray(groups, jg);
         }
-
-        /* This rank's shard: a header, then per group its master partition and
-         * each optimizer state, fp32, little-endian. */
-        const std::string shard = shard_name(rank_);
-        FileWriter w(path_join(tmp, shard));
-        char header[kShardHeaderBytes] = {};
-        std::memcpy(header, kShardMagic, sizeof kShardMagic);
-        const uint32_t hv[4] = {static_cast<uint32_t>(kFormatMajor), static_cast<uint32_t>(kFormatMinor),
-                                static_cast<uint32_t>(rank_), static_cast<uint32_t>(world_)};
-        std::memcpy(header + 8, hv, sizeof hv);
-        w.write(header, sizeof header);
-        cJSON *files = cJSON_AddArrayToObject(m.get(), "files");
-        cJSON *jf = cJSON_CreateObject();
-        cJSON_AddItemToArray(files, jf); /* owned by the manifest from here on */
-        cJSON_AddStringToObject(jf, "name", shard.c_str());
-        cJSON_AddNumberToObject(jf, "rank", rank_);
-        cJSON *arrays = cJSON_AddArrayToObject(jf, "arrays");
-        auto put = [&](size_t g, const char *kind, const std::vector<float> &v) {
-            const GroupLayout &L = layout_.groups[g];
-            const size_t begin = static_cast<size_t>(rank_) * L.partition;
-            cJSON *a = cJSON_CreateObject();
-            cJSON_AddNumberToObject(a, "group", static_cast<double>(g));
-            cJSON_AddStringToObject(a, "kind", kind);
-            cJSON_AddNumberToObject(a, "offset", static_cast<double>(w.bytes()));
-            cJSON_AddNumberToObject(a, "count", static_cast<double>(L.partition));
-            cJSON_AddItemToArray(arrays, a);
-            w.write(v.data() + begin, L.partition * sizeof(float));
-        };
-        for (size_t g = 0; g < groups_.size(); ++g) {
-            put(g, "master", groups_[g].master);
-            for (int s = 0; s < n_states; ++s) put(g, optimizer_->state_name(s), groups_[g].states[static_cast<size_t>(s)]);
-        }
-        w.close();
-        cJSON_AddNumberToObject(jf, "bytes", static_cast<double>(w.bytes()));
-        cJSON_AddNumberToObject(jf, "crc32", static_cast<double>(w.crc()));
+        cJSON_AddItemToObject(m.get(), "files", manifest_files(info, world_, kinds, partitions));
         cJSON_AddItemToObject(m.get(), "client_state", client.release());
 
         char *text = cJSON_Print(m.get());
@@ -158,10 +226,7 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
         fsync_dir(tmp);
         commit_dir(tmp, final_dir);
         write_file_atomic(path_join(dir, kLatestName), tag);
-    } catch (...) {
-        remove_tree(tmp);
-        throw;
-    }
+    });
     log_.logf(DSZ_LOG_INFO, "saved checkpoint %s (global step %lld)", final_dir.c_str(),
               static_cast<long long>(global_steps_));
 }

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <unordered_set>
 
+#include "comm/consistency.h"
 #include "common/error.h"
 #include "tensor/convert.h"
 
@@ -21,19 +22,6 @@ namespace dsz {
 /* Elements per span: small enough to spread a tensor over threads, large
  * enough that per-span overhead is noise. */
 static constexpr size_t kSpanElements = size_t(1) << 16;
-
-static int env_int(const char *name) {
-    const char *v = std::getenv(name);
-    return v && *v ? std::atoi(v) : -1;
-}
-
-/* World size a launcher gave this process (mpirun / srun), or -1. */
-static int launcher_world_size() {
-    int n = env_int("OMPI_COMM_WORLD_SIZE");
-    if (n < 0) n = env_int("PMI_SIZE");
-    if (n < 0 && env_int("SLURM_PROCID") >= 0) n = env_int("SLURM_STEP_NUM_TASKS");
-    return n;
-}
 
 static int min_log_level(const std::string &name, int fallback) {
     if (name.empty()) return fallback;
@@ -55,17 +43,13 @@ static DType model_dtype(ModelDtype d) {
 
 Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     : schedule_(SchedulerConfig{}) {
-    int world = opts.world_size;
-    const int launched = launcher_world_size();
-    if (world <= 0) world = launched > 0 ? launched : 1;
-    if (world > 1 || launched > 1)
-        fail(DSZ_ERR_UNSUPPORTED,
-             "world size %d: this build of dszero runs a single rank; multi-rank training arrives with the MPI "
-             "communicator (launch without mpirun, or pass world_size 1)",
-             std::max(world, launched));
-    if (opts.rank > 0) fail(DSZ_ERR_INVALID_ARGUMENT, "rank %d is out of range for world size 1", opts.rank);
-    world_ = 1;
-    rank_ = 0;
+    comm::CommOptions co;
+    co.world_size = opts.world_size;
+    co.rank = opts.rank;
+    co.mpi_comm = opts.mpi_comm;
+    comm_ = comm::create_communicator(co);
+    world_ = comm_->size();
+    rank_ = comm_->rank();
 
     HostValues host;
     host.world_size = world_;
@@ -86,6 +70,13 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
         (cfg_.optimizer.type == OptimizerType::sgd || cfg_.optimizer.type == OptimizerType::adagrad))
         log_.warn("scheduler.params.cycle_momentum: the optimizer has no betas, so momentum is not cycled");
     if (cfg_.fp16.enabled) scaler_ = LossScaler(cfg_.fp16, cfg_.zero.stage >= 1);
+    if (world_ > 1 && cfg_.zero.stage == 3)
+        fail(DSZ_ERR_UNSUPPORTED, "zero_optimization.stage: stage 3 across %d ranks (partitioned parameters with "
+                                  "dsz_gather/dsz_release) is not implemented yet; stages 0-2 are",
+             world_);
+    if (world_ > 1 && cfg_.zero.stage >= 1 && cfg_.optimizer.type == OptimizerType::lamb)
+        fail(DSZ_ERR_UNSUPPORTED, "optimizer.type: LAMB's per-tensor trust ratio across ZeRO partitions is not "
+                                  "implemented yet (use stage 0, or one rank)");
     if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme || cfg_.zero.offload_param.device == OffloadDevice::nvme)
         log_.warn("NVMe offload is not implemented yet: optimizer states and parameters stay in host memory");
     pool_.reset(new ThreadPool(opts.cpu_threads));
@@ -155,7 +146,15 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         lp[i] = LayoutParam{params[i].host.numel, groups[i]};
     }
 
+    if (world_ > 1) {
+        std::vector<std::string> items;
+        for (size_t i = 0; i < n; ++i)
+            items.push_back(names[i] + " " + dtype_name(params[i].host.dtype) + " " +
+                            shape_string(params[i].host.shape) + " group " + std::to_string(groups[i]));
+        comm::check_consistent(*comm_, "dsz_register_params: the parameters", items);
+    }
     FlatLayout layout = make_flat_layout(lp, n_groups, world_);
+    const bool partitioned = cfg_.zero.stage >= 1;
     std::vector<GroupState> gs(static_cast<size_t>(n_groups));
     const int n_states = optimizer_ ? optimizer_->state_count() : 0;
     for (int g = 0; g < n_groups; ++g) {
@@ -165,19 +164,25 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         G.name = spec.name.empty() ? "group" + std::to_string(g) : spec.name;
         G.base_lr = spec.has_lr ? spec.lr : cfg_.optimizer.lr;
         G.weight_decay = spec.has_weight_decay ? spec.weight_decay : cfg_.optimizer.weight_decay;
-        G.master.assign(L.padded, 0.0f);
-        G.grad.assign(L.padded, 0.0f);
-        for (int s = 0; s < n_states; ++s) G.states.emplace_back(L.padded, optimizer_->state_init(s));
+        /* Stage 0 holds and updates the whole group; stages >= 1 this rank's partition. */
+        G.base = partitioned ? static_cast<size_t>(rank_) * L.partition : 0;
+        const size_t local = partitioned ? L.partition : L.padded;
+        G.master.assign(local, 0.0f);
+        for (int s = 0; s < n_states; ++s) G.states.emplace_back(local, optimizer_->state_init(s));
+        G.grad.assign(cfg_.zero.stage == 2 ? local : L.padded, 0.0f);
+        if (cfg_.zero.stage == 1 && world_ > 1) G.part_grad.assign(local, 0.0f);
         for (size_t k = 0; k < L.params.size(); ++k) {
             ParamRecord &p = params[L.params[k]];
             p.offset = L.offsets[k];
-            G.tensors.push_back(Segment{p.offset, p.host.numel});
-            for (size_t b = 0; b < p.host.numel; b += kSpanElements) {
-                const size_t len = std::min(kSpanElements, p.host.numel - b);
-                G.spans.push_back(Span{p.offset + b, len,
-                                       static_cast<char *>(p.host.data) + b * dtype_size(p.host.dtype)});
+            const Range own = partitioned ? partition_overlap(L, rank_, p.offset, p.host.numel)
+                                          : Range{p.offset, p.offset + p.host.numel};
+            if (own.size() == 0) continue;
+            G.tensors.push_back(Segment{own.begin - G.base, own.size()});
+            for (size_t b = own.begin; b < own.end; b += kSpanElements) {
+                const size_t len = std::min(kSpanElements, own.end - b);
+                G.spans.push_back(Span{b - G.base, len,
+                                       static_cast<char *>(p.host.data) + (b - p.offset) * dtype_size(p.host.dtype)});
             }
-            convert_to_f32(p.host.data, p.host.dtype, G.master.data() + p.offset, p.host.numel);
         }
     }
 
@@ -185,12 +190,23 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
     by_name_ = std::move(by_name);
     groups_ = std::move(gs);
     layout_ = std::move(layout);
+    broadcast_initial_params();
+    for (const ParamRecord &p : params_) {
+        GroupState &G = groups_[static_cast<size_t>(p.group)];
+        const Range own = partitioned ? partition_overlap(layout_.groups[static_cast<size_t>(p.group)], rank_,
+                                                          p.offset, p.host.numel)
+                                      : Range{p.offset, p.offset + p.host.numel};
+        if (own.size() == 0) continue;
+        convert_to_f32(static_cast<const char *>(p.host.data) + (own.begin - p.offset) * dtype_size(p.host.dtype),
+                       p.host.dtype, G.master.data() + local_of(G, own.begin), own.size());
+    }
+    if (cfg_.zero.stage == 2) build_buckets();
     sched_t_ = cfg_.scheduler.last_batch_iteration;
     refresh_schedule();
     registered_ = true;
     log_memory("Engine after register_params");
-    log_.logf(DSZ_LOG_INFO, "registered %zu parameters (%zu elements) in %d group%s", n, n_elements(), n_groups,
-              n_groups == 1 ? "" : "s");
+    log_.logf(DSZ_LOG_INFO, "registered %zu parameters (%zu elements) in %d group%s on %d rank%s", n, n_elements(),
+              n_groups, n_groups == 1 ? "" : "s", world_, world_ == 1 ? "" : "s");
 }
 
 void Engine::refresh_schedule() {

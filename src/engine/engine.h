@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "comm/communicator.h"
 #include "common/log.h"
 #include "common/thread_pool.h"
 #include "config/config.h"
@@ -38,6 +39,7 @@ struct EngineOptions {
     void *log_user = nullptr;
     int log_level = DSZ_LOG_INFO;
     bool log_all_ranks = false;
+    void *mpi_comm = nullptr;   /* pointer to a host MPI_Comm, or nullptr */
 };
 
 struct ParamRecord {
@@ -56,11 +58,32 @@ struct GroupState {
     double lr = 0;                 /* current (scheduled) */
     ScheduleValue sched{};         /* current schedule value (betas for OneCycle) */
     int64_t step_count = 0;        /* updates applied */
-    std::vector<float> master;     /* padded flat fp32 weights */
-    std::vector<float> grad;       /* padded flat fp32 gradient accumulator */
+    /* Local arrays cover flat [base, base + master.size()): the whole padded
+     * group at stage 0, this rank's partition at stages >= 1. */
+    size_t base = 0;
+    std::vector<float> master;     /* fp32 weights */
     std::vector<std::vector<float>> states;
-    std::vector<Segment> tensors;
-    std::vector<Span> spans;
+    /* Gradient accumulator: the padded group at stages 0/1 (reduced at the
+     * boundary), this rank's partition at stage 2 (reduced bucket by bucket
+     * during backward). */
+    std::vector<float> grad;
+    std::vector<float> part_grad;  /* stage 1: the reduce-scattered partition */
+    bool grad_window = false;      /* stage 2: grad holds this window's sum */
+    std::vector<Segment> tensors;  /* local coordinates */
+    std::vector<Span> spans;       /* local coordinates, what this rank updates */
+};
+
+/* Stage 2: a fixed flat range of a group whose gradients are reduce-scattered
+ * together once every parameter overlapping it has handed over its gradient. */
+struct Bucket {
+    size_t group = 0;
+    size_t begin = 0, end = 0;     /* flat range in the group */
+    size_t expected = 0;           /* parameter elements inside the range */
+    size_t filled = 0;             /* ... received in this micro-batch */
+    std::vector<float> buf;        /* the micro-batch's gradients of the range */
+    std::vector<float> recv;       /* this rank's reduced share */
+    comm::Request req;
+    bool launched = false;
 };
 
 /* A dsz_param_group after the C shim: which settings the host gave. */
@@ -126,7 +149,20 @@ private:
     double grad_sumsq();               /* sum of squares of all accumulated grads */
     void apply_update(double grad_mul);
     void refresh_schedule();
-    void write_back_all();             /* master -> host tensors */
+    void write_back_all();             /* master -> host tensors, then publish */
+    std::string load_verified(const std::string &dir, const std::string &tag, uint32_t flags);
+    std::string write_shard(const std::string &dir, uint32_t *crc, uint64_t *bytes);
+    /* ZeRO (src/engine/zero_*.cpp) */
+    size_t local_of(const GroupState &G, size_t flat) const { return flat - G.base; }
+    void build_buckets();
+    void bucket_grad(const ParamRecord &p, const char *src, DType dt);
+    void launch_ready_buckets(bool all);
+    void finish_buckets();
+    void reduce_at_boundary();         /* stages 0/1 */
+    const float *reduced_grad(const GroupState &G) const;
+    void publish_params();             /* stages >= 1: all-gather updated weights */
+    void broadcast_initial_params();
+    double global_sumsq(double local);
     void update_scaler(bool overflow);  /* and log DeepSpeed's scaler lines */
     void log_progress() const;
     void log_timers(bool boundary);
@@ -136,6 +172,9 @@ private:
     Config cfg_;
     Logger log_;
     int world_ = 1, rank_ = 0;
+    std::unique_ptr<comm::Communicator> comm_;
+    std::vector<Bucket> buckets_;      /* stage 2, in flat order across groups */
+    long next_bucket_ = -1;            /* next to launch (descending order) */
     std::unique_ptr<ThreadPool> pool_;
     std::unique_ptr<Optimizer> optimizer_;
     LrSchedule schedule_;
@@ -153,6 +192,7 @@ private:
     double grad_norm_ = 0;
     StepTimers timers_;
     size_t peak_bytes_ = 0;
+    bool agreed_ = false;              /* dsz_load: every rank verified */
 };
 
 }  // namespace dsz

@@ -43,18 +43,23 @@ void Engine::grad_ready(size_t index, const DLTensor *grad) {
              shape_string(g.shape).c_str(), shape_string(p.host.shape).c_str());
 
     const auto t0 = std::chrono::steady_clock::now();
-    float *dst = groups_[static_cast<size_t>(p.group)].grad.data() + p.offset;
-    const bool first = !p.grad_in_window;
-    const size_t esize = dtype_size(g.dtype);
     const char *src = static_cast<const char *>(g.data);
+    const bool first = !p.grad_in_window;
+    p.grad_in_micro = p.grad_in_window = true;
+    in_micro_ = true;
+    if (cfg_.zero.stage == 2) {
+        bucket_grad(p, src, g.dtype);
+        timers_.grad_ready += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        return;
+    }
+    float *dst = groups_[static_cast<size_t>(p.group)].grad.data() + p.offset;
+    const size_t esize = dtype_size(g.dtype);
     pool_->parallel_for(g.numel, kConvertGrain, [&](size_t, size_t b, size_t e) {
         if (first)
             convert_to_f32(src + b * esize, g.dtype, dst + b, e - b);
         else
             accumulate_to_f32(src + b * esize, g.dtype, dst + b, e - b);
     });
-    p.grad_in_micro = p.grad_in_window = true;
-    in_micro_ = true;
     timers_.grad_ready += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -63,6 +68,7 @@ void Engine::backward() {
     if (backward_done_)
         fail(DSZ_ERR_STATE, "dsz_backward called twice for one micro-batch: call dsz_step after each dsz_backward");
     const auto t0 = std::chrono::steady_clock::now();
+    if (cfg_.zero.stage == 2) finish_buckets();
     for (ParamRecord &p : params_) p.grad_in_micro = false;
     backward_done_ = true;
     in_micro_ = false;
@@ -70,6 +76,7 @@ void Engine::backward() {
 }
 
 void Engine::zero_untouched_grads() {
+    if (cfg_.zero.stage == 2) return; /* buckets carry zeros for missing gradients */
     for (ParamRecord &p : params_) {
         if (p.grad_in_window) continue;
         float *g = groups_[static_cast<size_t>(p.group)].grad.data() + p.offset;
@@ -79,6 +86,7 @@ void Engine::zero_untouched_grads() {
 
 void Engine::clear_grads() {
     for (ParamRecord &p : params_) p.grad_in_window = false;
+    for (GroupState &G : groups_) G.grad_window = false;
 }
 
 }  // namespace dsz

@@ -22,12 +22,18 @@ static double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+/* Sum of squares of this rank's partition of the reduced gradients, in
+ * chunks counted from the partition's start, summed in order: the same
+ * arithmetic at every stage, so the global norm is the same bits too. */
 double Engine::grad_sumsq() {
     double total = 0;
-    for (GroupState &G : groups_) {
-        const float *g = G.grad.data();
-        std::vector<double> partial(ThreadPool::chunk_count(G.grad.size(), kNormGrain), 0.0);
-        pool_->parallel_for(G.grad.size(), kNormGrain, [&](size_t c, size_t b, size_t e) {
+    for (size_t gi = 0; gi < groups_.size(); ++gi) {
+        const GroupState &G = groups_[gi];
+        const size_t P = layout_.groups[gi].partition;
+        const size_t start = static_cast<size_t>(rank_) * P;
+        const float *g = reduced_grad(G) + local_of(G, start);
+        std::vector<double> partial(ThreadPool::chunk_count(P, kNormGrain), 0.0);
+        pool_->parallel_for(P, kNormGrain, [&](size_t c, size_t b, size_t e) {
             double s = 0;
             for (size_t i = b; i < e; ++i) s += static_cast<double>(g[i]) * static_cast<double>(g[i]);
             partial[c] = s;
@@ -38,6 +44,7 @@ double Engine::grad_sumsq() {
 }
 
 void Engine::apply_update(double grad_mul) {
+    /* grad_mul already holds 1/world: the reduced gradients are sums. */
     const DType out = cfg_.model_dtype() == ModelDtype::fp16 ? DType::f16
                       : cfg_.model_dtype() == ModelDtype::bf16 ? DType::bf16 : DType::f32;
     for (GroupState &G : groups_) {
@@ -46,7 +53,7 @@ void Engine::apply_update(double grad_mul) {
         for (auto &s : G.states) states.push_back(s.data());
         UpdateArgs a;
         a.master = G.master.data();
-        a.grad = G.grad.data();
+        a.grad = reduced_grad(G);
         a.grad_dtype = DType::f32;
         a.states = states.data();
         a.out_dtype = out;
@@ -84,7 +91,10 @@ StepResult Engine::step() {
 
     log_memory("Engine before step");
     zero_untouched_grads();
-    const double sumsq = grad_sumsq();
+    reduce_at_boundary();
+    /* Reduced gradients are sums over ranks: the average is sum / world. */
+    const double inv_world = 1.0 / static_cast<double>(world_);
+    const double sumsq = global_sumsq(grad_sumsq()) * inv_world * inv_world;
     timers_.norm = ms_since(t0);
     const bool check = cfg_.fp16.enabled || (cfg_.bf16.enabled && cfg_.bf16.check_grad_overflow && cfg_.zero.stage <= 2);
     const bool overflow = check && !std::isfinite(sumsq);
@@ -114,7 +124,8 @@ StepResult Engine::step() {
         if (factor > 1) combined = scale * factor;
     }
     const auto t1 = std::chrono::steady_clock::now();
-    apply_update(1.0 / combined);
+    apply_update(inv_world / combined);
+    publish_params();
     timers_.update = ms_since(t1);
     clear_grads();
     ++sched_t_;

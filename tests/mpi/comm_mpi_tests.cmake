@@ -46,3 +46,14 @@ foreach(case ${DSZ_FAULT_CASES})
   set_tests_properties(comm_fault_${mode}_np${np} PROPERTIES
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "unit;mpi;fault" TIMEOUT 90 PROCESSORS ${np})
 endforeach()
+
+# ZeRO stages 0-2 across ranks (tests/mpi/zero_parity.c): parity, one-rank
+# agreement, global overflow skip, checkpoint resume.
+add_executable(zero_parity ${CMAKE_CURRENT_SOURCE_DIR}/mpi/zero_parity.c)
+target_link_libraries(zero_parity PRIVATE dszero MPI::MPI_C m)
+foreach(np 1 2 4)
+  add_test(NAME zero_parity_np${np}
+    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:zero_parity>)
+  set_tests_properties(zero_parity_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;zero" TIMEOUT 300 PROCESSORS ${np})
+endforeach()

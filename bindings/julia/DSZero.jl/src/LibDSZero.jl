@@ -171,6 +171,7 @@ struct dsz_init_options
     log_user_data::Ptr{Cvoid}
     log_level::Int32
     log_all_ranks::Int32
+    mpi_comm::Ptr{Cvoid}   # pointer to a host MPI_Comm, or C_NULL
 end
 
 struct dsz_param

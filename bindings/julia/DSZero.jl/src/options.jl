@@ -50,6 +50,6 @@ function init_options(; world_size::Integer = 0, rank::Integer = -1, local_rank:
                               auto === nothing ? Ptr{Cchar}(C_NULL) : Ptr{Cchar}(pointer(auto)),
                               cb === nothing ? C_NULL : _LOG_TRAMPOLINE[],
                               cb === nothing ? C_NULL : pointer_from_objref(cb),
-                              Int32(log_level), Int32(log_all_ranks))
+                              Int32(log_level), Int32(log_all_ranks), C_NULL)
     return opts, (auto, cb)
 end

@@ -82,6 +82,8 @@ pub struct dsz_init_options {
     pub log_user_data: *mut c_void,
     pub log_level: i32,
     pub log_all_ranks: i32,
+    /// Pointer to a host `MPI_Comm`, or null (see dszero.h).
+    pub mpi_comm: *mut c_void,
 }
 
 // ---- parameters ----

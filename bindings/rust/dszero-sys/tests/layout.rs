@@ -59,7 +59,8 @@ fn table() -> Table {
             log_fn,
             log_user_data,
             log_level,
-            log_all_ranks
+            log_all_ranks,
+            mpi_comm
         }
     );
     record!(
