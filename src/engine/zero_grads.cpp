@@ -82,7 +82,9 @@ void Engine::finish_buckets() {
         GroupState &G = groups_[k.group];
         const Range own = partition_overlap(layout_.groups[k.group], rank_, k.begin, k.end - k.begin);
         float *dst = G.grad.data() + local_of(G, own.begin);
-        if (G.grad_window)
+        if (own.size() == 0) {
+            /* this rank owns nothing of the bucket */
+        } else if (G.grad_window)
             for (size_t i = 0; i < own.size(); ++i) dst[i] += k.recv[i];
         else
             std::memcpy(dst, k.recv.data(), own.size() * sizeof(float));

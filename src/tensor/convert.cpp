@@ -30,6 +30,7 @@ static void for_each_f32(const void *src, DType t, size_t n, F &&f) {
 }
 
 void convert_to_f32(const void *src, DType t, float *dst, size_t n) {
+    if (n == 0) return; /* empty ranges may come with null pointers */
     if (t == DType::f32) {
         std::memcpy(dst, src, n * sizeof(float));
         return;
@@ -42,6 +43,7 @@ void accumulate_to_f32(const void *src, DType t, float *dst, size_t n) {
 }
 
 void convert_from_f32(const float *src, void *dst, DType t, size_t n) {
+    if (n == 0) return;
     switch (t) {
     case DType::f32: std::memcpy(dst, src, n * sizeof(float)); break;
     case DType::f16: {
