@@ -57,3 +57,13 @@ foreach(np 1 2 4)
   set_tests_properties(zero_parity_np${np} PROPERTIES
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;zero" TIMEOUT 300 PROCESSORS ${np})
 endforeach()
+
+# The C example trains under mpirun too (fp16 stage 2 with small buckets, bf16 stage 1).
+add_test(NAME example_train_mlp_zero2_np2
+  COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none $<TARGET_FILE:train_mlp>
+          ${PROJECT_SOURCE_DIR}/examples/configs/mlp_fp16_zero2.json 200)
+add_test(NAME example_train_mlp_bf16_zero1_np2
+  COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none $<TARGET_FILE:train_mlp>
+          ${PROJECT_SOURCE_DIR}/examples/configs/mlp_bf16.json 200)
+set_tests_properties(example_train_mlp_zero2_np2 example_train_mlp_bf16_zero1_np2 PROPERTIES
+  ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;example" TIMEOUT 300 PROCESSORS 2)
