@@ -29,4 +29,10 @@ export DSZERO_INCLUDE_DIR="${DSZERO_INCLUDE_DIR:-$root/include}"
 cd "$here"
 cargo test --offline --workspace
 cargo run --offline --quiet -p train-mlp -- "$root/examples/configs/mlp_fp16.json" 200
+# The same example on two ranks (ZeRO stage 2), when Open MPI is there.
+if command -v mpirun >/dev/null 2>&1; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+    timeout 120 mpirun -np 2 --bind-to none "$here/target/debug/train_mlp" \
+    "$root/examples/configs/mlp_fp16_zero2.json" 200
+fi
 echo "rust bindings: all passed"
