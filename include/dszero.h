@@ -276,6 +276,9 @@ typedef struct dsz_step_info {
                                -1 when it was not finite, 0 before any */
     double lr;              /* learning rate of group 0 for the next step */
     double loss_scale;      /* loss scale for the next micro-batch */
+    /* --- appended in 0.1 (ZeRO across ranks) --- */
+    double comm_wait_ms;    /* time this rank spent blocked on collectives
+                               since the previous dsz_step (0 on one rank) */
 } dsz_step_info;
 
 DSZ_API dsz_status dsz_step_info_init(dsz_step_info *info, size_t size);

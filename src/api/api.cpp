@@ -25,7 +25,7 @@ namespace {
 
 /* First published size of each growable struct: callers may not pass less. */
 constexpr size_t kInitOptionsV1 = offsetof(dsz_init_options, log_all_ranks) + sizeof(int32_t);
-constexpr size_t kStepInfoV1 = sizeof(dsz_step_info);
+constexpr size_t kStepInfoV1 = offsetof(dsz_step_info, loss_scale) + sizeof(double);
 constexpr size_t kStateV1 = sizeof(dsz_engine_state);
 
 template <class T>
@@ -293,6 +293,7 @@ DSZ_API dsz_status dsz_step(dsz_engine *engine, dsz_step_info *info) {
         out.grad_norm = e->grad_norm();
         out.lr = e->n_groups() ? e->group_lr(0) : 0.0;
         out.loss_scale = e->loss_scale();
+        out.comm_wait_ms = e->last_comm_wait_ms();
         std::memcpy(info, &out, std::min<size_t>(info->size, sizeof out));
     }
     return st;

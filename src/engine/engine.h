@@ -80,10 +80,17 @@ struct Bucket {
     size_t begin = 0, end = 0;     /* flat range in the group */
     size_t expected = 0;           /* parameter elements inside the range */
     size_t filled = 0;             /* ... received in this micro-batch */
-    std::vector<float> buf;        /* the micro-batch's gradients of the range */
-    std::vector<float> recv;       /* this rank's reduced share */
+    int slot = -1;                 /* index of its buffers in the pool, -1: none */
     comm::Request req;
     bool launched = false;
+};
+
+/* Stage 2 keeps at most kBucketsInFlight buckets' buffers; they are reused
+ * from micro-batch to micro-batch, never freed and re-allocated. */
+struct BucketSlot {
+    std::vector<float> buf;        /* the micro-batch's gradients of the range */
+    std::vector<float> recv;       /* this rank's reduced share */
+    bool busy = false;
 };
 
 /* A dsz_param_group after the C shim: which settings the host gave. */
@@ -102,6 +109,8 @@ struct StepTimers {
     double grad_ready = 0, backward = 0, step = 0;          /* this micro-step */
     double win_grad_ready = 0, win_backward = 0, win_step = 0; /* this window */
     double norm = 0, update = 0;                            /* last boundary */
+    double comm_wait = 0;                                   /* since the last dsz_step */
+    double last_comm_wait = 0;                              /* ... reported by it */
 };
 
 class Engine {
@@ -135,6 +144,7 @@ public:
     int64_t global_samples() const { return global_samples_; }
     double loss_scale() const { return scaler_.scale(); }
     double grad_norm() const { return grad_norm_; }
+    double last_comm_wait_ms() const { return timers_.last_comm_wait; }
     double group_lr(size_t g) const;
     size_t n_groups() const { return groups_.size(); }
     size_t n_params() const { return params_.size(); }
@@ -157,10 +167,18 @@ private:
     void build_buckets();
     void bucket_grad(const ParamRecord &p, const char *src, DType dt);
     void launch_ready_buckets(bool all);
+    int take_slot(Bucket &k);
+    void complete_bucket(Bucket &k);   /* wait, add into the partition, free its slot */
     void finish_buckets();
     void reduce_at_boundary();         /* stages 0/1 */
     const float *reduced_grad(const GroupState &G) const;
     void publish_params();             /* stages >= 1: all-gather updated weights */
+    /* Runs a blocking communication step, adding its time to comm_wait. */
+    template <class F> void waiting(F &&f) {
+        const auto t0 = std::chrono::steady_clock::now();
+        f();
+        timers_.comm_wait += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
     void broadcast_initial_params();
     double global_sumsq(double local);
     void update_scaler(bool overflow);  /* and log DeepSpeed's scaler lines */
@@ -174,6 +192,8 @@ private:
     int world_ = 1, rank_ = 0;
     std::unique_ptr<comm::Communicator> comm_;
     std::vector<Bucket> buckets_;      /* stage 2, in flat order across groups */
+    std::vector<BucketSlot> slots_;
+    std::vector<size_t> in_flight_;    /* launched, not yet completed, oldest first */
     long next_bucket_ = -1;            /* next to launch (descending order) */
     std::unique_ptr<ThreadPool> pool_;
     std::unique_ptr<Optimizer> optimizer_;

@@ -22,6 +22,9 @@
 
 namespace dsz {
 
+static constexpr size_t kConvertGrain = size_t(1) << 17;
+static constexpr size_t kBucketsInFlight = 2; /* DeepSpeed alternates two IPG buffers */
+
 void Engine::build_buckets() {
     buckets_.clear();
     const size_t cap = static_cast<size_t>(std::max<int64_t>(1, cfg_.zero.reduce_bucket_size));
@@ -39,61 +42,105 @@ void Engine::build_buckets() {
     next_bucket_ = static_cast<long>(buckets_.size()) - 1;
 }
 
+/* Buffers of a bucket: a free slot of the pool (a new one if all are busy,
+ * which happens only while kBucketsInFlight others are in flight and a
+ * bucket fills out of order). Padding is zero; gradients overwrite the rest. */
+int Engine::take_slot(Bucket &k) {
+    if (k.slot >= 0) return k.slot;
+    size_t s = 0;
+    while (s < slots_.size() && slots_[s].busy) ++s;
+    if (s == slots_.size()) slots_.emplace_back();
+    BucketSlot &b = slots_[s];
+    const size_t n = k.end - k.begin;
+    if (b.buf.size() < n) b.buf.resize(n);
+    const size_t numel = layout_.groups[k.group].numel;
+    if (k.end > numel) std::fill(b.buf.begin() + static_cast<long>(std::max(numel, k.begin) - k.begin),
+                                 b.buf.begin() + static_cast<long>(n), 0.0f);
+    b.busy = true;
+    k.slot = static_cast<int>(s);
+    return k.slot;
+}
+
 void Engine::bucket_grad(const ParamRecord &p, const char *src, DType dt) {
     const size_t es = dtype_size(dt);
     const size_t lo = p.offset, hi = p.offset + p.host.numel;
     for (Bucket &k : buckets_) {
         if (k.group != static_cast<size_t>(p.group) || k.end <= lo || k.begin >= hi) continue;
         const size_t b = std::max(lo, k.begin), e = std::min(hi, k.end);
-        if (k.buf.empty()) k.buf.assign(k.end - k.begin, 0.0f);
-        convert_to_f32(src + (b - lo) * es, dt, k.buf.data() + (b - k.begin), e - b);
+        float *dst = slots_[static_cast<size_t>(take_slot(k))].buf.data() + (b - k.begin);
+        const char *from = src + (b - lo) * es;
+        pool_->parallel_for(e - b, kConvertGrain, [&](size_t, size_t x, size_t y) {
+            convert_to_f32(from + x * es, dt, dst + x, y - x);
+        });
         k.filled += e - b;
     }
     launch_ready_buckets(false);
 }
 
 /* Launches buckets in descending order while the next one is complete (or
- * all remaining ones, at the end of backward). */
+ * all remaining ones, at the end of backward). Parameters that gave no
+ * gradient count as zeros. At most kBucketsInFlight stay in flight: the
+ * oldest is completed before another starts. */
 void Engine::launch_ready_buckets(bool all) {
     while (next_bucket_ >= 0) {
         Bucket &k = buckets_[static_cast<size_t>(next_bucket_)];
         if (!all && k.filled < k.expected) break;
-        if (k.buf.empty()) k.buf.assign(k.end - k.begin, 0.0f);
+        BucketSlot &slot = slots_[static_cast<size_t>(take_slot(k))];
+        if (k.filled < k.expected) {
+            const GroupLayout &L = layout_.groups[k.group];
+            for (size_t j = 0; j < L.params.size(); ++j) {
+                const ParamRecord &p = params_[L.params[j]];
+                const size_t b = std::max(p.offset, k.begin), e = std::min(p.offset + p.host.numel, k.end);
+                if (b < e && !p.grad_in_micro)
+                    std::fill(slot.buf.begin() + static_cast<long>(b - k.begin),
+                              slot.buf.begin() + static_cast<long>(e - k.begin), 0.0f);
+            }
+        }
+        while (in_flight_.size() >= kBucketsInFlight) {
+            complete_bucket(buckets_[in_flight_.front()]);
+            in_flight_.erase(in_flight_.begin());
+        }
         const GroupLayout &L = layout_.groups[k.group];
         std::vector<size_t> counts(static_cast<size_t>(world_));
         for (int r = 0; r < world_; ++r)
             counts[static_cast<size_t>(r)] = partition_overlap(L, r, k.begin, k.end - k.begin).size();
-        k.recv.assign(counts[static_cast<size_t>(rank_)], 0.0f);
-        k.req = comm_->ireduce_scatter(k.buf.data(), k.recv.data(), comm::Partition::from_counts(counts),
+        if (slot.recv.size() < counts[static_cast<size_t>(rank_)]) slot.recv.resize(counts[static_cast<size_t>(rank_)]);
+        k.req = comm_->ireduce_scatter(slot.buf.data(), slot.recv.data(), comm::Partition::from_counts(counts),
                                        comm::ElemType::f32, comm::ReduceOp::sum);
         k.launched = true;
-        if (!cfg_.zero.overlap_comm) k.req.wait();
+        in_flight_.push_back(static_cast<size_t>(next_bucket_));
+        if (!cfg_.zero.overlap_comm) {
+            complete_bucket(k);
+            in_flight_.pop_back();
+        }
         --next_bucket_;
     }
 }
 
-/* End of a micro-batch at stage 2: launch what is left, wait, and add each
- * rank's share into the partition accumulator. */
+void Engine::complete_bucket(Bucket &k) {
+    waiting([&] { k.req.wait(); });
+    GroupState &G = groups_[k.group];
+    BucketSlot &slot = slots_[static_cast<size_t>(k.slot)];
+    const Range own = partition_overlap(layout_.groups[k.group], rank_, k.begin, k.end - k.begin);
+    if (own.size() > 0) {
+        float *dst = G.grad.data() + local_of(G, own.begin);
+        if (G.grad_window)
+            for (size_t i = 0; i < own.size(); ++i) dst[i] += slot.recv[i];
+        else
+            std::memcpy(dst, slot.recv.data(), own.size() * sizeof(float));
+    }
+    slot.busy = false;
+    k.slot = -1;
+    k.filled = 0;
+    k.launched = false;
+}
+
+/* End of a micro-batch at stage 2: launch what is left, complete every
+ * bucket in flight. */
 void Engine::finish_buckets() {
     launch_ready_buckets(true);
-    for (auto it = buckets_.rbegin(); it != buckets_.rend(); ++it) {
-        Bucket &k = *it;
-        k.req.wait();
-        GroupState &G = groups_[k.group];
-        const Range own = partition_overlap(layout_.groups[k.group], rank_, k.begin, k.end - k.begin);
-        float *dst = G.grad.data() + local_of(G, own.begin);
-        if (own.size() == 0) {
-            /* this rank owns nothing of the bucket */
-        } else if (G.grad_window)
-            for (size_t i = 0; i < own.size(); ++i) dst[i] += k.recv[i];
-        else
-            std::memcpy(dst, k.recv.data(), own.size() * sizeof(float));
-        k.buf.clear();
-        k.buf.shrink_to_fit();
-        k.recv.clear();
-        k.filled = 0;
-        k.launched = false;
-    }
+    for (size_t b : in_flight_) complete_bucket(buckets_[b]);
+    in_flight_.clear();
     for (GroupState &G : groups_) G.grad_window = true;
     next_bucket_ = static_cast<long>(buckets_.size()) - 1;
 }
@@ -103,13 +150,15 @@ void Engine::reduce_at_boundary() {
     for (size_t g = 0; g < groups_.size(); ++g) {
         GroupState &G = groups_[g];
         if (G.grad.empty()) continue;
-        if (cfg_.zero.stage == 0) {
-            comm_->all_reduce(G.grad.data(), G.grad.data(), G.grad.size(), comm::ElemType::f32, comm::ReduceOp::sum);
-        } else {
-            comm_->reduce_scatter(G.grad.data(), G.part_grad.data(),
-                                  comm::Partition::even(G.grad.size(), world_), comm::ElemType::f32,
+        waiting([&] {
+            if (cfg_.zero.stage == 0)
+                comm_->all_reduce(G.grad.data(), G.grad.data(), G.grad.size(), comm::ElemType::f32,
                                   comm::ReduceOp::sum);
-        }
+            else
+                comm_->reduce_scatter(G.grad.data(), G.part_grad.data(),
+                                      comm::Partition::even(G.grad.size(), world_), comm::ElemType::f32,
+                                      comm::ReduceOp::sum);
+        });
     }
 }
 
@@ -119,7 +168,9 @@ const float *Engine::reduced_grad(const GroupState &G) const {
 }
 
 double Engine::global_sumsq(double local) {
-    return world_ == 1 ? local : comm_->all_reduce_value(local, comm::ReduceOp::sum);
+    if (world_ == 1) return local;
+    waiting([&] { local = comm_->all_reduce_value(local, comm::ReduceOp::sum); });
+    return local;
 }
 
 }  // namespace dsz

@@ -39,8 +39,11 @@ void Engine::publish_params() {
             const Range own = partition_overlap(L, rank_, a, b - a);
             send.resize(own.size() * es);
             recv.resize((b - a) * es);
-            convert_from_f32(G.master.data() + local_of(G, own.begin), send.data(), dt, own.size());
-            comm_->all_gather(send.data(), recv.data(), comm::Partition::from_counts(counts), es);
+            const float *from = G.master.data() + local_of(G, own.begin);
+            pool_->parallel_for(own.size(), size_t(1) << 17, [&](size_t, size_t x, size_t y) {
+                convert_from_f32(from + x, send.data() + x * es, dt, y - x);
+            });
+            waiting([&] { comm_->all_gather(send.data(), recv.data(), comm::Partition::from_counts(counts), es); });
             for (size_t k = 0; k < L.params.size(); ++k) {
                 const ParamRecord &p = params_[L.params[k]];
                 const size_t lo = std::max(a, p.offset), hi = std::min(b, p.offset + p.host.numel);

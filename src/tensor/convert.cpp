@@ -8,6 +8,15 @@
 
 namespace dsz {
 
+/* convert_avx2.cpp, compiled for F16C. */
+void fp16_to_f32_f16c(const uint16_t *src, float *dst, size_t n, bool add);
+void f32_to_fp16_f16c(const float *src, uint16_t *dst, size_t n);
+
+static bool have_f16c() {
+    static const bool yes = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+    return yes;
+}
+
 template <class F>
 static void for_each_f32(const void *src, DType t, size_t n, F &&f) {
     switch (t) {
@@ -35,10 +44,12 @@ void convert_to_f32(const void *src, DType t, float *dst, size_t n) {
         std::memcpy(dst, src, n * sizeof(float));
         return;
     }
+    if (t == DType::f16 && have_f16c()) return fp16_to_f32_f16c(static_cast<const uint16_t *>(src), dst, n, false);
     for_each_f32(src, t, n, [dst](size_t i, float v) { dst[i] = v; });
 }
 
 void accumulate_to_f32(const void *src, DType t, float *dst, size_t n) {
+    if (t == DType::f16 && have_f16c()) return fp16_to_f32_f16c(static_cast<const uint16_t *>(src), dst, n, true);
     for_each_f32(src, t, n, [dst](size_t i, float v) { dst[i] += v; });
 }
 
@@ -48,6 +59,7 @@ void convert_from_f32(const float *src, void *dst, DType t, size_t n) {
     case DType::f32: std::memcpy(dst, src, n * sizeof(float)); break;
     case DType::f16: {
         uint16_t *d = static_cast<uint16_t *>(dst);
+        if (have_f16c()) return f32_to_fp16_f16c(src, d, n);
         for (size_t i = 0; i < n; ++i) d[i] = float_to_fp16(src[i]);
         break;
     }

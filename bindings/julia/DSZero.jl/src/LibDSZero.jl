@@ -203,6 +203,7 @@ struct dsz_step_info
     grad_norm::Cdouble
     lr::Cdouble
     loss_scale::Cdouble
+    comm_wait_ms::Cdouble
 end
 
 struct dsz_engine_state

@@ -54,6 +54,7 @@ struct StepInfo
     grad_norm::Float64
     lr::Float64
     loss_scale::Float64
+    comm_wait_ms::Float64
 end
 
 "A snapshot of the engine (`dsz_engine_state`); `dtype` is `Float32`, `Float16` or `:bf16`."
@@ -248,7 +249,7 @@ function step!(eng::Engine)
     check(L.dsz_step(eng, info))
     r = info[]
     return StepInfo(r.boundary != 0, r.stepped != 0, r.skipped != 0, r.global_steps, r.micro_steps,
-                    r.skipped_steps, r.grad_norm, r.lr, r.loss_scale)
+                    r.skipped_steps, r.grad_norm, r.lr, r.loss_scale, r.comm_wait_ms)
 end
 
 function model_dtype(code, bits)

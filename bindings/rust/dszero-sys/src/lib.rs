@@ -123,6 +123,7 @@ pub struct dsz_step_info {
     pub grad_norm: f64,
     pub lr: f64,
     pub loss_scale: f64,
+    pub comm_wait_ms: f64,
 }
 
 #[repr(C)]

@@ -94,7 +94,8 @@ fn table() -> Table {
             skipped_steps,
             grad_norm,
             lr,
-            loss_scale
+            loss_scale,
+            comm_wait_ms
         }
     );
     record!(

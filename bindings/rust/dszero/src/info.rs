@@ -22,6 +22,8 @@ pub struct StepInfo {
     pub lr: f64,
     /// Loss scale for the next micro-batch.
     pub loss_scale: f64,
+    /// Milliseconds this rank spent blocked on collectives since the previous step.
+    pub comm_wait_ms: f64,
 }
 
 impl From<sys::dsz_step_info> for StepInfo {
@@ -36,6 +38,7 @@ impl From<sys::dsz_step_info> for StepInfo {
             grad_norm: r.grad_norm,
             lr: r.lr,
             loss_scale: r.loss_scale,
+            comm_wait_ms: r.comm_wait_ms,
         }
     }
 }
