@@ -12,7 +12,8 @@
  *     on MPI_COMM_SELF through dsz_init_options.mpi_comm) fed the average of
  *     all ranks' gradients;
  *   - an fp16 overflow on one rank skips the step on every rank;
- *   - a checkpoint saved at W ranks resumes bit for bit, at any stage.
+ *   - a checkpoint saved at W ranks resumes bit for bit, at any stage;
+ *   - ranks registering different parameters all get an error naming it.
  */
 #include <dszero.h>
 #include <mpi.h>
@@ -304,6 +305,31 @@ static void test_checkpoint_resume(void) {
     }
 }
 
+/* Ranks that register different parameters get a clear error, all of them. */
+static void test_mismatched_registration(void) {
+    if (world == 1) return;
+    char json[1024];
+    config(json, sizeof json, 2, 32, 0, 1);
+    dsz_engine *e = engine(json, NULL);
+    model m;
+    model_make(&m, 32, 0);
+    int64_t other[2] = {11, 5};
+    if (rank == world - 1) m.t[1].shape = other; /* the last rank has fc.w transposed */
+    static const char *names[NP] = {"emb", "fc.w", "scale", "head.w"};
+    dsz_param p[NP];
+    for (int i = 0; i < NP; ++i) {
+        p[i].name = names[i];
+        p[i].tensor = &m.t[i];
+        p[i].group = 0;
+        p[i].flags = 0;
+    }
+    const dsz_status st = dsz_register_params(e, p, NP, NULL, 0);
+    CHECK(st == DSZ_ERR_INVALID_ARGUMENT, "status %d: %s", st, dsz_last_error());
+    CHECK(strstr(dsz_last_error(), "fc.w") != NULL, "the message names the parameter: %s", dsz_last_error());
+    model_free(&m);
+    OK(dsz_engine_free(e));
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -312,6 +338,7 @@ int main(int argc, char **argv) {
     test_against_one_rank();
     test_overflow_on_one_rank();
     test_checkpoint_resume();
+    test_mismatched_registration();
     MPI_Barrier(MPI_COMM_WORLD);
     if (rank == 0) printf("zero_parity: %d ranks: stages 0-2 agree, match one rank, skip overflows together, resume exactly\n", world);
     MPI_Finalize();
