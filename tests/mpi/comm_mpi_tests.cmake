@@ -67,3 +67,20 @@ add_test(NAME example_train_mlp_bf16_zero1_np2
           ${PROJECT_SOURCE_DIR}/examples/configs/mlp_bf16.json 200)
 set_tests_properties(example_train_mlp_zero2_np2 example_train_mlp_bf16_zero1_np2 PROPERTIES
   ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;example" TIMEOUT 300 PROCESSORS 2)
+
+# A rank that stalls or dies in the middle of a training step: the others'
+# dsz_step ends with the timeout error naming the collective (or mpirun ends
+# the job); never a hang.
+add_executable(zero_fault ${CMAKE_CURRENT_SOURCE_DIR}/mpi/zero_fault.c)
+target_link_libraries(zero_fault PRIVATE dszero MPI::MPI_C)
+foreach(case "late|EXPECTED 12: rank 0: .*reduce_scatter" "exit|EXPECTED 12|exited|terminated|aborted|killed")
+  string(REPLACE "|" ";" parts "${case}")
+  list(GET parts 0 mode)
+  list(SUBLIST parts 1 -1 rest)
+  string(REPLACE ";" "|" regex "${rest}")
+  add_test(NAME zero_fault_${mode}_np2
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi/run_fault.sh ${MPIEXEC_EXECUTABLE} 2
+            $<TARGET_FILE:zero_fault> ${mode} 60 "${regex}")
+  set_tests_properties(zero_fault_${mode}_np2 PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV};DSZ_COMM_TIMEOUT=3" LABELS "mpi;fault" TIMEOUT 90 PROCESSORS 2)
+endforeach()
