@@ -322,6 +322,32 @@ typedef struct dsz_engine_state {
 DSZ_API dsz_status dsz_engine_state_init(dsz_engine_state *state, size_t size);
 DSZ_API dsz_status dsz_get_state(dsz_engine *engine, dsz_engine_state *state);
 
+/* Growable memory and communication figures of this rank. Bytes that dszero
+ * allocated, by category; the host's parameter tensors are reported apart
+ * (the host owns them). Communication counts elements that entered
+ * collectives since the engine was created: an all-reduce of n elements
+ * counts 2n (it is a reduce-scatter plus an all-gather), a reduce-scatter or
+ * an all-gather of a buffer of n elements counts n. */
+typedef struct dsz_memory_stats {
+    uint32_t size;
+    uint32_t reserved0;
+    int64_t host_param_bytes;   /* the registered tensors (host-owned) */
+    int64_t master_bytes;       /* fp32 master weights */
+    int64_t optimizer_bytes;    /* optimizer states */
+    int64_t grad_bytes;         /* fp32 gradient accumulators */
+    int64_t comm_buffer_bytes;  /* buckets, reduced partitions, staging */
+    int64_t gathered_bytes;     /* stage-3 gathered parameters (0 for now) */
+    int64_t total_bytes;        /* sum of the dszero-owned categories, now */
+    int64_t peak_total_bytes;   /* highest total_bytes seen */
+    int64_t comm_elements;      /* elements through collectives (see above) */
+    int64_t collectives;        /* collectives issued */
+} dsz_memory_stats;
+
+DSZ_API dsz_status dsz_memory_stats_init(dsz_memory_stats *stats, size_t size);
+
+/* Fills *stats for this rank. Not collective, non-blocking. */
+DSZ_API dsz_status dsz_memory_stats_get(dsz_engine *engine, dsz_memory_stats *stats);
+
 /* Current learning rate of a parameter group. */
 DSZ_API dsz_status dsz_get_lr(dsz_engine *engine, size_t group, double *lr);
 

@@ -341,6 +341,37 @@ DSZ_API dsz_status dsz_get_state(dsz_engine *engine, dsz_engine_state *state) {
     });
 }
 
+DSZ_API dsz_status dsz_memory_stats_init(dsz_memory_stats *stats, size_t size) {
+    return guarded("dsz_memory_stats_init", [&] {
+        need(stats, "stats");
+        check_struct_size(size, sizeof(dsz_memory_stats), "dsz_memory_stats");
+        std::memset(stats, 0, size);
+        stats->size = static_cast<uint32_t>(std::min(size, sizeof *stats));
+    });
+}
+
+DSZ_API dsz_status dsz_memory_stats_get(dsz_engine *engine, dsz_memory_stats *stats) {
+    return guarded("dsz_memory_stats_get", [&] {
+        Engine &e = live(engine);
+        need(stats, "stats");
+        check_struct_size(stats->size, sizeof(dsz_memory_stats), "dsz_memory_stats");
+        const Engine::MemoryFigures m = e.memory();
+        dsz_memory_stats s;
+        std::memset(&s, 0, sizeof s);
+        s.size = stats->size;
+        s.host_param_bytes = static_cast<int64_t>(m.host_params);
+        s.master_bytes = static_cast<int64_t>(m.master);
+        s.optimizer_bytes = static_cast<int64_t>(m.optimizer);
+        s.grad_bytes = static_cast<int64_t>(m.grads);
+        s.comm_buffer_bytes = static_cast<int64_t>(m.comm_buffers);
+        s.total_bytes = static_cast<int64_t>(m.total());
+        s.peak_total_bytes = static_cast<int64_t>(std::max(e.peak_memory(), m.total()));
+        s.comm_elements = e.comm_elements();
+        s.collectives = e.collectives();
+        std::memcpy(stats, &s, std::min<size_t>(stats->size, sizeof s));
+    });
+}
+
 DSZ_API dsz_status dsz_get_lr(dsz_engine *engine, size_t group, double *lr) {
     return guarded("dsz_get_lr", [&] {
         Engine &e = live(engine);

@@ -204,6 +204,7 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
     sched_t_ = cfg_.scheduler.last_batch_iteration;
     refresh_schedule();
     registered_ = true;
+    note_memory();
     log_memory("Engine after register_params");
     log_.logf(DSZ_LOG_INFO, "registered %zu parameters (%zu elements) in %d group%s on %d rank%s", n, n_elements(),
               n_groups, n_groups == 1 ? "" : "s", world_, world_ == 1 ? "" : "s");

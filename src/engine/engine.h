@@ -145,6 +145,14 @@ public:
     double loss_scale() const { return scaler_.scale(); }
     double grad_norm() const { return grad_norm_; }
     double last_comm_wait_ms() const { return timers_.last_comm_wait; }
+    struct MemoryFigures {
+        size_t host_params = 0, master = 0, optimizer = 0, grads = 0, comm_buffers = 0;
+        size_t total() const { return master + optimizer + grads + comm_buffers; }
+    };
+    MemoryFigures memory() const;
+    size_t peak_memory() const { return peak_total_; }
+    int64_t comm_elements() const { return comm_elements_; }
+    int64_t collectives() const { return collectives_; }
     double group_lr(size_t g) const;
     size_t n_groups() const { return groups_.size(); }
     size_t n_params() const { return params_.size(); }
@@ -184,7 +192,7 @@ private:
     void update_scaler(bool overflow);  /* and log DeepSpeed's scaler lines */
     void log_progress() const;
     void log_timers(bool boundary);
-    size_t owned_bytes() const;        /* masters, gradients, optimizer states */
+    size_t owned_bytes() const;        /* everything dszero allocated for the model */
     void log_memory(const char *where);  /* memory_breakdown */
 
     Config cfg_;
@@ -211,7 +219,11 @@ private:
     int64_t sched_t_ = -1;             /* the schedule's last_batch_iteration */
     double grad_norm_ = 0;
     StepTimers timers_;
-    size_t peak_bytes_ = 0;
+    size_t peak_bytes_ = 0;            /* memory_breakdown: since its last print */
+    size_t peak_total_ = 0;            /* dsz_memory_stats: since creation */
+    int64_t comm_elements_ = 0, collectives_ = 0;
+    void note_memory();                /* updates peak_total_ */
+    void count_comm(size_t elements) { comm_elements_ += static_cast<int64_t>(elements); ++collectives_; }
     bool agreed_ = false;              /* dsz_load: every rank verified */
 };
 

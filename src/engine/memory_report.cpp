@@ -15,13 +15,24 @@
 
 namespace dsz {
 
-size_t Engine::owned_bytes() const {
-    size_t b = 0;
+Engine::MemoryFigures Engine::memory() const {
+    MemoryFigures m;
+    for (const ParamRecord &p : params_) m.host_params += p.host.numel * dtype_size(p.host.dtype);
     for (const GroupState &G : groups_) {
-        b += (G.master.capacity() + G.grad.capacity()) * sizeof(float);
-        for (const auto &s : G.states) b += s.capacity() * sizeof(float);
+        m.master += G.master.capacity() * sizeof(float);
+        m.grads += G.grad.capacity() * sizeof(float);
+        m.comm_buffers += G.part_grad.capacity() * sizeof(float);
+        for (const auto &s : G.states) m.optimizer += s.capacity() * sizeof(float);
     }
-    return b;
+    for (const BucketSlot &b : slots_) m.comm_buffers += (b.buf.capacity() + b.recv.capacity()) * sizeof(float);
+    return m;
+}
+
+size_t Engine::owned_bytes() const { return memory().total(); }
+
+void Engine::note_memory() {
+    const size_t now = owned_bytes();
+    if (now > peak_total_) peak_total_ = now;
 }
 
 static bool host_memory(double *used_gb, double *percent) {

@@ -143,6 +143,7 @@ StepResult Engine::step() {
     ++global_steps_;
     global_samples_ += cfg_.train_batch_size;
     r.stepped = true;
+    note_memory();
     log_memory("Engine after step");
     timers_.step += ms_since(t0);
     log_progress();

@@ -105,6 +105,8 @@ void Engine::launch_ready_buckets(bool all) {
         for (int r = 0; r < world_; ++r)
             counts[static_cast<size_t>(r)] = partition_overlap(L, r, k.begin, k.end - k.begin).size();
         if (slot.recv.size() < counts[static_cast<size_t>(rank_)]) slot.recv.resize(counts[static_cast<size_t>(rank_)]);
+        count_comm(k.end - k.begin);
+        note_memory();
         k.req = comm_->ireduce_scatter(slot.buf.data(), slot.recv.data(), comm::Partition::from_counts(counts),
                                        comm::ElemType::f32, comm::ReduceOp::sum);
         k.launched = true;
@@ -150,6 +152,7 @@ void Engine::reduce_at_boundary() {
     for (size_t g = 0; g < groups_.size(); ++g) {
         GroupState &G = groups_[g];
         if (G.grad.empty()) continue;
+        count_comm(cfg_.zero.stage == 0 ? 2 * G.grad.size() : G.grad.size());
         waiting([&] {
             if (cfg_.zero.stage == 0)
                 comm_->all_reduce(G.grad.data(), G.grad.data(), G.grad.size(), comm::ElemType::f32,
@@ -169,6 +172,7 @@ const float *Engine::reduced_grad(const GroupState &G) const {
 
 double Engine::global_sumsq(double local) {
     if (world_ == 1) return local;
+    count_comm(2); /* an all-reduce of one element */
     waiting([&] { local = comm_->all_reduce_value(local, comm::ReduceOp::sum); });
     return local;
 }

@@ -43,6 +43,7 @@ void Engine::publish_params() {
             pool_->parallel_for(own.size(), size_t(1) << 17, [&](size_t, size_t x, size_t y) {
                 convert_from_f32(from + x, send.data() + x * es, dt, y - x);
             });
+            count_comm(b - a);
             waiting([&] { comm_->all_gather(send.data(), recv.data(), comm::Partition::from_counts(counts), es); });
             for (size_t k = 0; k < L.params.size(); ++k) {
                 const ParamRecord &p = params_[L.params[k]];

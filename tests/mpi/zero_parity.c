@@ -13,7 +13,9 @@
  *     all ranks' gradients;
  *   - an fp16 overflow on one rank skips the step on every rank;
  *   - a checkpoint saved at W ranks resumes bit for bit, at any stage;
- *   - ranks registering different parameters all get an error naming it.
+ *   - ranks registering different parameters all get an error naming it;
+ *   - dsz_memory_stats per stage, and 2 x padded elements per step through
+ *     collectives at every stage (the ZeRO paper's 2 Psi).
  */
 #include <dszero.h>
 #include <mpi.h>
@@ -305,6 +307,46 @@ static void test_checkpoint_resume(void) {
     }
 }
 
+/* dsz_memory_stats follows the layout of docs/zero.md, and one step moves
+ * 2 x padded elements through collectives at every stage (plus the norm). */
+static void test_memory_and_volume(void) {
+    size_t numel_total = 0;
+    for (int i = 0; i < NP; ++i) numel_total += numel(i);
+    const size_t padded = (numel_total + 2 * (size_t)world - 1) / (2 * (size_t)world) * 2 * (size_t)world;
+    const size_t P = padded / (size_t)world;
+    for (int stage = 0; stage <= 2; ++stage) {
+        char json[1024];
+        config(json, sizeof json, stage, 32, 0, 1);
+        dsz_engine *e = engine(json, NULL);
+        model m;
+        model_make(&m, 32, 0);
+        reg(e, &m);
+        dsz_memory_stats a, b;
+        dsz_memory_stats_init(&a, sizeof a);
+        dsz_memory_stats_init(&b, sizeof b);
+        OK(dsz_memory_stats_get(e, &a));
+        feed(e, &m, 0, 0, -1);
+        OK(dsz_memory_stats_get(e, &b));
+        const size_t local = stage == 0 ? padded : P;
+        CHECK(b.host_param_bytes == (int64_t)(4 * numel_total), "stage %d host params", stage);
+        CHECK(b.master_bytes == (int64_t)(4 * local), "stage %d: master %lld, want %zu", stage, (long long)b.master_bytes, 4 * local);
+        CHECK(b.optimizer_bytes == (int64_t)(8 * local), "stage %d: Adam states %lld", stage, (long long)b.optimizer_bytes);
+        CHECK(b.grad_bytes == (int64_t)(4 * (stage == 2 ? P : padded)), "stage %d: grads %lld", stage, (long long)b.grad_bytes);
+        if (stage == 0 || world == 1) CHECK(b.comm_buffer_bytes == 0 || stage == 2, "stage %d: buffers", stage);
+        if (stage == 1 && world > 1) CHECK(b.comm_buffer_bytes == (int64_t)(4 * P), "stage 1: reduced partition");
+        if (stage == 2) CHECK(b.comm_buffer_bytes > 0 && b.comm_buffer_bytes <= 4 * 2 * 2 * 40 * 2, "stage 2: bucket pool %lld bytes", (long long)b.comm_buffer_bytes);
+        CHECK(b.total_bytes == b.master_bytes + b.optimizer_bytes + b.grad_bytes + b.comm_buffer_bytes, "total");
+        CHECK(b.peak_total_bytes >= b.total_bytes, "peak");
+        if (world > 1) {
+            const int64_t moved = b.comm_elements - a.comm_elements;
+            CHECK(moved == (int64_t)(2 * padded + 2), "stage %d: %lld elements through collectives, want 2 x %zu + 2", stage,
+                  (long long)moved, padded);
+        }
+        model_free(&m);
+        OK(dsz_engine_free(e));
+    }
+}
+
 /* Ranks that register different parameters get a clear error, all of them. */
 static void test_mismatched_registration(void) {
     if (world == 1) return;
@@ -339,6 +381,7 @@ int main(int argc, char **argv) {
     test_overflow_on_one_rank();
     test_checkpoint_resume();
     test_mismatched_registration();
+    test_memory_and_volume();
     MPI_Barrier(MPI_COMM_WORLD);
     if (rank == 0) printf("zero_parity: %d ranks: stages 0-2 agree, match one rank, skip overflows together, resume exactly\n", world);
     MPI_Finalize();

@@ -228,6 +228,21 @@ struct dsz_engine_state
     grad_norm::Cdouble
 end
 
+struct dsz_memory_stats
+    size::UInt32
+    reserved0::UInt32
+    host_param_bytes::Int64
+    master_bytes::Int64
+    optimizer_bytes::Int64
+    grad_bytes::Int64
+    comm_buffer_bytes::Int64
+    gathered_bytes::Int64
+    total_bytes::Int64
+    peak_total_bytes::Int64
+    comm_elements::Int64
+    collectives::Int64
+end
+
 const DSZ_LOAD_SKIP_OPTIMIZER_STATES = UInt32(1) << 0
 const DSZ_LOAD_SKIP_LR_SCHEDULER = UInt32(1) << 1
 const DSZ_LOAD_MODULE_ONLY = UInt32(1) << 2
@@ -276,6 +291,10 @@ dsz_get_state(engine, state) =
     ccall(sym(:dsz_get_state), dsz_status, (Ptr{dsz_engine}, Ptr{dsz_engine_state}), engine, state)
 dsz_get_lr(engine, group, lr) =
     ccall(sym(:dsz_get_lr), dsz_status, (Ptr{dsz_engine}, Csize_t, Ptr{Cdouble}), engine, group, lr)
+dsz_memory_stats_init(stats, size) =
+    ccall(sym(:dsz_memory_stats_init), dsz_status, (Ptr{dsz_memory_stats}, Csize_t), stats, size)
+dsz_memory_stats_get(engine, stats) =
+    ccall(sym(:dsz_memory_stats_get), dsz_status, (Ptr{dsz_engine}, Ptr{dsz_memory_stats}), engine, stats)
 
 dsz_save(engine, dir, tag, client_state_json) =
     ccall(sym(:dsz_save), dsz_status, (Ptr{dsz_engine}, Cstring, Ptr{Cchar}, Ptr{Cchar}),

@@ -150,6 +150,23 @@ pub struct dsz_engine_state {
     pub grad_norm: f64,
 }
 
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq)]
+pub struct dsz_memory_stats {
+    pub size: u32,
+    pub reserved0: u32,
+    pub host_param_bytes: i64,
+    pub master_bytes: i64,
+    pub optimizer_bytes: i64,
+    pub grad_bytes: i64,
+    pub comm_buffer_bytes: i64,
+    pub gathered_bytes: i64,
+    pub total_bytes: i64,
+    pub peak_total_bytes: i64,
+    pub comm_elements: i64,
+    pub collectives: i64,
+}
+
 // ---- checkpoints ----
 pub const DSZ_LOAD_SKIP_OPTIMIZER_STATES: u32 = 1 << 0;
 pub const DSZ_LOAD_SKIP_LR_SCHEDULER: u32 = 1 << 1;
@@ -204,6 +221,8 @@ unsafe extern "C" {
     pub fn dsz_engine_state_init(state: *mut dsz_engine_state, size: usize) -> dsz_status;
     pub fn dsz_get_state(engine: *mut dsz_engine, state: *mut dsz_engine_state) -> dsz_status;
     pub fn dsz_get_lr(engine: *mut dsz_engine, group: usize, lr: *mut f64) -> dsz_status;
+    pub fn dsz_memory_stats_init(stats: *mut dsz_memory_stats, size: usize) -> dsz_status;
+    pub fn dsz_memory_stats_get(engine: *mut dsz_engine, stats: *mut dsz_memory_stats) -> dsz_status;
 
     pub fn dsz_save(
         engine: *mut dsz_engine,

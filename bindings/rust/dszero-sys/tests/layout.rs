@@ -124,6 +124,23 @@ fn table() -> Table {
     );
     record!(
         t,
+        dsz_memory_stats {
+            size,
+            reserved0,
+            host_param_bytes,
+            master_bytes,
+            optimizer_bytes,
+            grad_bytes,
+            comm_buffer_bytes,
+            gathered_bytes,
+            total_bytes,
+            peak_total_bytes,
+            comm_elements,
+            collectives
+        }
+    );
+    record!(
+        t,
         DLDevice {
             device_type,
             device_id
