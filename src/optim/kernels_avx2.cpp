@@ -2,10 +2,10 @@
  * kernels_avx2.cpp -- the optimizer kernels built for AVX2 + FMA + F16C.
  *
  * Compiled with -mavx2 -mfma -mf16c (src/CMakeLists.txt, by file name) and
- * only called when the CPU has them (kernel_dispatch.cpp). fp16 uses F16C:
- * vcvtph2ps is exact, and vcvtps2ph rounds to nearest even like half.h
- * except for NaN payloads, so NaNs are first replaced by the quiet NaN of
- * the same sign that half.h produces (0x7e00 | sign).
+ * only called when the CPU has them (kernel_dispatch.cpp). fp16 uses F16C,
+ * which rounds exactly like half.h everywhere but on NaNs: vcvtph2ps
+ * quiets signalling NaNs (half.h keeps them), and vcvtps2ph keeps payload
+ * bits (half.h gives 0x7e00 | sign); both are patched up per lane.
  */
 #include <immintrin.h>
 
@@ -19,10 +19,23 @@ namespace {
 
 constexpr size_t kBlockF16 = 512;
 
+/* vcvtph2ps is exact but quiets signalling NaNs, which half.h keeps as
+ * they are; such lanes are rebuilt from the bits. */
 void load_f16(const uint16_t *src, float *dst) {
+    const __m256i mag_mask = _mm256_set1_epi32(0x7fff), sign_mask = _mm256_set1_epi32(0x8000);
+    const __m256i inf16 = _mm256_set1_epi32(0x7c00), exp_fill = _mm256_set1_epi32(0x70000000);
     for (size_t i = 0; i < kBlockF16; i += 8) {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i));
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+        const __m256i w = _mm256_cvtepu16_epi32(h);
+        const __m256i mag = _mm256_and_si256(w, mag_mask);
+        const __m256i nan = _mm256_cmpgt_epi32(mag, inf16);
+        const __m256i nan_bits =
+            _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(w, sign_mask), 16),
+                                            _mm256_slli_epi32(mag, 13)),
+                            exp_fill);
+        const __m256 f = _mm256_blendv_ps(_mm256_cvtph_ps(h), _mm256_castsi256_ps(nan_bits),
+                                          _mm256_castsi256_ps(nan));
+        _mm256_storeu_ps(dst + i, f);
     }
 }
 

@@ -3,11 +3,11 @@
  *
  * Compiled with the AVX-512 flags and -mprefer-vector-width=512
  * (src/CMakeLists.txt, by file name); only called when the CPU has them
- * (kernel_dispatch.cpp). fp16 as in kernels_avx2.cpp, 16 lanes at a time
- * (the maskz forms with a full mask only avoid a false -Wmaybe-uninitialized
- * in GCC 12's headers).
- * bf16 stays on integer rounding: vcvtneps2bf16 (AVX512_BF16) flushes
- * subnormal inputs to zero, which half.h does not.
+ * (kernel_dispatch.cpp). fp16 as in kernels_avx2.cpp (F16C plus NaN
+ * patches), 16 lanes at a time; the maskz forms with a full mask only
+ * avoid GCC 12's false -W(maybe-)uninitialized in its own headers. bf16
+ * stays on integer rounding: vcvtneps2bf16 (AVX512_BF16) flushes subnormal
+ * inputs to zero, which half.h does not.
  */
 #include <immintrin.h>
 
@@ -22,9 +22,19 @@ namespace {
 constexpr size_t kBlockF16 = 512;
 
 void load_f16(const uint16_t *src, float *dst) {
+    const __m512i mag_mask = _mm512_set1_epi32(0x7fff), sign_mask = _mm512_set1_epi32(0x8000);
+    const __m512i inf16 = _mm512_set1_epi32(0x7c00), exp_fill = _mm512_set1_epi32(0x70000000);
     for (size_t i = 0; i < kBlockF16; i += 16) {
         const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + i));
-        _mm512_storeu_ps(dst + i, _mm512_maskz_cvtph_ps(0xffff, h));
+        const __m512i w = _mm512_maskz_cvtepu16_epi32(0xffff, h);
+        const __m512i mag = _mm512_and_si512(w, mag_mask);
+        const __mmask16 nan = _mm512_cmpgt_epi32_mask(mag, inf16);
+        const __m512i sign = _mm512_maskz_slli_epi32(0xffff, _mm512_and_si512(w, sign_mask), 16);
+        const __m512i nan_bits = _mm512_or_si512(
+            _mm512_or_si512(sign, _mm512_maskz_slli_epi32(0xffff, mag, 13)), exp_fill);
+        const __m512 f = _mm512_mask_mov_ps(_mm512_maskz_cvtph_ps(0xffff, h), nan,
+                                            _mm512_castsi512_ps(nan_bits));
+        _mm512_storeu_ps(dst + i, f);
     }
 }
 
