@@ -3,7 +3,7 @@
  * formulas: 16-bit conversions exactly as half.h, 16-bit gradients and
  * outputs, span coverage (nothing outside spans touched, odd sizes and
  * every vector tail), bitwise thread-count independence, every ISA build
- * against the baseline build, and make_optimizer's errors.
+ * against the baseline build, make_optimizer's errors, and FlatArray.
  */
 #include <cinttypes>
 #include <cstdio>
@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/half.h"
+#include "optim/flat_array.h"
 #include "optim/kernels.h"
 #include "optim/optimizer.h"
 #include "optim_harness.h"
@@ -460,6 +461,22 @@ void test_update_errors(void **) {
     assert_true(same_bits(before.data(), G.p.data(), G.n * 4));
 }
 
+void test_flat_array(void **) {
+    dsz::FlatArray a(1000001, 0.5f);
+    assert_int_equal(a.size(), 1000001);
+    assert_int_equal(reinterpret_cast<uintptr_t>(a.data()) % (2u << 20), 0);
+    for (size_t i = 0; i < a.size(); ++i) assert_true(a.data()[i] == 0.5f);
+    float *p = a.data();
+    dsz::FlatArray b = std::move(a);
+    assert_ptr_equal(b.data(), p);
+    assert_null(a.data());
+    assert_int_equal(a.size(), 0);
+    dsz::FlatArray empty;
+    assert_null(empty.data());
+    b = dsz::FlatArray(3);
+    assert_true(b.data()[2] == 0.0f);
+}
+
 }  // namespace
 
 int main(void) {
@@ -470,6 +487,7 @@ int main(void) {
         cmocka_unit_test(test_thread_count),   cmocka_unit_test(test_isa_builds),
         cmocka_unit_test(test_lion_sign_zero), cmocka_unit_test(test_sgd_first_step),
         cmocka_unit_test(test_make_optimizer), cmocka_unit_test(test_update_errors),
+        cmocka_unit_test(test_flat_array),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
