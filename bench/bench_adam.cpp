@@ -60,18 +60,32 @@ std::vector<int> parse_list(const char *s) {
     return v;
 }
 
-/* Page-aligned (2 MiB) memory; with --thp, asks for transparent huge pages. */
+/* 2 MiB-aligned memory (with --thp: transparent huge pages), returned at
+ * an offset of `stagger` cache lines plus a quarter page, so that no two
+ * arrays share their low address bits (which would make loads of one
+ * alias stores to another, and pile every stream into the same cache
+ * sets: a handicap that would fall unevenly on the kernels compared). */
+std::vector<void *> g_blocks;
+
 template <class T>
 T *alloc(size_t n, bool thp) {
+    static size_t stagger = 0;
     const size_t align = size_t(2) << 20;
-    const size_t bytes = (n * sizeof(T) + align - 1) / align * align;
+    const size_t offset = (stagger++ % 16) * (1024 + 64);
+    const size_t bytes = (n * sizeof(T) + offset + align - 1) / align * align;
     void *p = std::aligned_alloc(align, bytes);
     if (!p) {
         std::fprintf(stderr, "out of memory\n");
         std::exit(1);
     }
     if (thp) madvise(p, bytes, MADV_HUGEPAGE);
-    return static_cast<T *>(p);
+    g_blocks.push_back(p);
+    return reinterpret_cast<T *>(static_cast<char *>(p) + offset);
+}
+
+void free_all() {
+    for (void *p : g_blocks) std::free(p);
+    g_blocks.clear();
 }
 
 struct Arrays {
@@ -99,13 +113,6 @@ Arrays make_arrays(size_t n, bool thp, dsz::ThreadPool &pool) {
         }
     });
     return a;
-}
-
-void free_arrays(Arrays &a) {
-    for (void *p : {static_cast<void *>(a.p), static_cast<void *>(a.m), static_cast<void *>(a.v),
-                    static_cast<void *>(a.g), static_cast<void *>(a.g16),
-                    static_cast<void *>(a.out16)})
-        std::free(p);
 }
 
 /* CPU time the rest of the machine used: /proc/stat's busy time minus this
@@ -281,10 +288,7 @@ void bench(size_t n, int threads, const Options &opt) {
     }
     std::printf("         (other processes used %.1f%% of the CPUs meanwhile)\n", 100.0 * other);
     std::fflush(stdout);
-    free_arrays(A);
-    free_arrays(S);
-    std::free(tb);
-    std::free(tc);
+    free_all();
 }
 
 }  // namespace

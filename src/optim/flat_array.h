@@ -6,7 +6,11 @@
  * which keeps fewer loads in flight than a bare streaming loop, loses 5-7%
  * of the memory rate to them (bench/RESULTS.md). FlatArray asks for
  * transparent huge pages (2 MiB aligned, MADV_HUGEPAGE; a hint the kernel
- * may ignore), which brings the step to the streaming limit. Offered to the
+ * may ignore), which brings the step to the streaming limit. Each array
+ * starts at a different offset (a multiple of 64 bytes) into its first
+ * huge page, so that arrays never share their low address bits: equal low
+ * bits put every stream in the same cache sets and make loads of one array
+ * falsely wait on stores to another (4 KiB aliasing). Offered to the
  * engine for master weights and optimizer states; nothing here requires it.
  */
 #pragma once
@@ -26,10 +30,11 @@ public:
     FlatArray(const FlatArray &) = delete;
     FlatArray &operator=(const FlatArray &) = delete;
 
-    float *data() const { return data_; }
+    float *data() const { return data_; }   /* 64-byte aligned */
     size_t size() const { return size_; }
 
 private:
+    void *block_ = nullptr;
     float *data_ = nullptr;
     size_t size_ = 0;
 };

@@ -464,7 +464,10 @@ void test_update_errors(void **) {
 void test_flat_array(void **) {
     dsz::FlatArray a(1000001, 0.5f);
     assert_int_equal(a.size(), 1000001);
-    assert_int_equal(reinterpret_cast<uintptr_t>(a.data()) % (2u << 20), 0);
+    dsz::FlatArray a2(100);
+    assert_int_equal(reinterpret_cast<uintptr_t>(a.data()) % 64, 0);
+    assert_int_not_equal(reinterpret_cast<uintptr_t>(a.data()) % 4096,
+                         reinterpret_cast<uintptr_t>(a2.data()) % 4096);  /* staggered */
     for (size_t i = 0; i < a.size(); ++i) assert_true(a.data()[i] == 0.5f);
     float *p = a.data();
     dsz::FlatArray b = std::move(a);
