@@ -5,7 +5,8 @@
  * gradient in the numerator. This is DeepSpeed's CPU kernel (used with
  * optimizer offload); torch.optim.Adagrad, which DeepSpeed builds without
  * offload, puts g' in the numerator too, so the two differ when wd > 0.
- * The sum starts at initial_accumulator_value (state_init).
+ * Weight decay only when wd > 0. The sum starts at
+ * initial_accumulator_value (state_init).
  */
 #include "optim/optimizers.h"
 #include "optim/pieces.h"
@@ -27,7 +28,7 @@ public:
         check_update_args(a, 1, name());
         optk::AdagradK K;
         K.gm = static_cast<float>(a.grad_mul);
-        K.wd = static_cast<float>(a.hyper.weight_decay);
+        K.wd = static_cast<float>(a.hyper.weight_decay > 0 ? a.hyper.weight_decay : 0.0);
         K.lr = static_cast<float>(a.hyper.lr);
         K.eps = static_cast<float>(eps_);
 

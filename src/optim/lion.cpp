@@ -3,6 +3,7 @@
  *
  * c = β1·m + (1-β1)·g; p = p·(1-lr·wd) - lr·sign(c), where c == 0 counts as
  * negative (p += lr, as DeepSpeed's kernels do); m = β2·m + (1-β2)·g.
+ * Weight decay only when wd > 0, as in DeepSpeed's CPU kernels.
  */
 #include "optim/optimizers.h"
 #include "optim/pieces.h"
@@ -21,7 +22,7 @@ public:
         const StepHyper &h = a.hyper;
         optk::LionK K;
         K.gm = static_cast<float>(a.grad_mul);
-        K.decay = static_cast<float>(1.0 - h.lr * h.weight_decay);
+        K.decay = static_cast<float>(h.weight_decay > 0 ? 1.0 - h.lr * h.weight_decay : 1.0);
         K.lr = static_cast<float>(h.lr);
         K.b1 = static_cast<float>(h.beta1);
         K.omb1 = static_cast<float>(1.0 - h.beta1);
