@@ -91,24 +91,29 @@ Partition Partition::from_counts(std::vector<size_t> counts) {
 
 namespace {
 
-/* Spin briefly, then yield, then sleep with a growing pause: cheap when a
- * message is about to land, polite when ranks outnumber cores. */
+/* Spin, then yield, then sleep with a growing pause. A single-copy
+ * transfer only moves while its receiver polls, so the first milliseconds of
+ * idleness are spent yielding (cheap; other ranks on the core still run);
+ * only a wait that stays idle longer starts sleeping, up to 1 ms a time. */
 class Backoff {
 public:
     void reset() { idle_ = 0; }
     void pause() {
-        ++idle_;
+        using clock = std::chrono::steady_clock;
+        if (idle_++ == 0) since_ = clock::now();
         if (idle_ < 64) return;
-        if (idle_ < 2048) {
+        const auto idle_for = clock::now() - since_;
+        if (idle_for < std::chrono::milliseconds(10)) {
             sched_yield();
             return;
         }
-        const unsigned over = std::min<unsigned>(idle_ - 2048, 6);
-        std::this_thread::sleep_for(std::chrono::microseconds(16u << over)); /* up to ~1 ms */
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(idle_for).count();
+        std::this_thread::sleep_for(std::chrono::microseconds(std::min<long long>(1000, us / 20)));
     }
 
 private:
     unsigned idle_ = 0;
+    std::chrono::steady_clock::time_point since_;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
