@@ -326,6 +326,18 @@ static void test_bitwise_buckets(void **) {
     reduce_in_order(ElemType::f32, ReduceOp::sum, ref.data(), srcs.data(), W, n);
     assert_memory_equal(ar.data(), ref.data(), n * 4);
 
+    /* small all-reduces take a one-round path: same bits */
+    for (size_t m : {size_t(1), size_t(7), size_t(1000), size_t(4096), size_t(16385)}) {
+        std::vector<float> small(m), small_ref(m);
+        g_world->all_reduce(grad.data() + 17, small.data(), m, ElemType::f32, ReduceOp::sum);
+        for (int r = 0; r < W; ++r) srcs[r] = all.data() + r * n + 17;
+        reduce_in_order(ElemType::f32, ReduceOp::sum, small_ref.data(), srcs.data(), W, m);
+        assert_memory_equal(small.data(), small_ref.data(), m * 4);
+        std::vector<float> inplace(grad.begin() + 17, grad.begin() + 17 + m);
+        g_small->all_reduce(inplace.data(), inplace.data(), m, ElemType::f32, ReduceOp::sum);
+        assert_memory_equal(inplace.data(), small_ref.data(), m * 4);
+    }
+
     /* stage-2 style: bucket by bucket, reduce_scatter then all_gather */
     std::mt19937 split(99); /* same seed everywhere: same buckets on every rank */
     for (int round = 0; round < 3; ++round) {
