@@ -17,6 +17,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef DSZ_HAVE_MPI
@@ -358,6 +359,40 @@ static void test_bitwise_buckets(void **) {
     }
 }
 
+/* The engine may reduce on a background thread while the main thread uses
+ * another communicator; a request may be waited on from another thread. */
+static void test_threads(void **) {
+    const int W = g_world->size();
+    const size_t n = 100003;
+    bool ok_a = true, ok_b = true;
+    std::thread a([&] {
+        std::vector<float> v(n);
+        for (int it = 0; it < 20; ++it) {
+            fill(v, g_world->rank());
+            g_world->all_reduce(v.data(), n, ReduceOp::sum);
+            for (size_t i = 0; i < n; i += 997) ok_a = ok_a && v[i] == reference<float>(W, i, ReduceOp::sum);
+        }
+    });
+    std::thread b([&] {
+        std::vector<double> v(n);
+        for (int it = 0; it < 20; ++it) {
+            fill(v, g_small->rank());
+            g_small->all_reduce(v.data(), n, ReduceOp::max);
+            for (size_t i = 0; i < n; i += 997) ok_b = ok_b && v[i] == reference<double>(W, i, ReduceOp::max);
+        }
+    });
+    a.join();
+    b.join();
+    assert_true(ok_a);
+    assert_true(ok_b);
+
+    std::vector<int64_t> v(n, 1);
+    Request r = g_world->iall_reduce(v.data(), v.data(), n, ElemType::i64, ReduceOp::sum);
+    std::thread waiter([&] { r.wait(); });
+    waiter.join();
+    assert_int_equal(v[n - 1], W);
+}
+
 static void test_groups(void **) {
     Communicator &w = *g_world;
     const int W = w.size(), me = w.rank();
@@ -492,7 +527,8 @@ int main(void) {
         cmocka_unit_test(test_reduce_scatter),  cmocka_unit_test(test_all_gather),
         cmocka_unit_test(test_broadcast),       cmocka_unit_test(test_all_to_all),
         cmocka_unit_test(test_send_recv),       cmocka_unit_test(test_nonblocking_overlap),
-        cmocka_unit_test(test_bitwise_buckets), cmocka_unit_test(test_groups),
+        cmocka_unit_test(test_bitwise_buckets), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_groups),
         cmocka_unit_test(test_consistency),     cmocka_unit_test(test_argument_errors),
         cmocka_unit_test(test_sequence_agrees),
     };
