@@ -11,8 +11,10 @@
 namespace dsz {
 namespace comm {
 
-/* Throws DSZ_ERR_INVALID_ARGUMENT when [a, a+an) and [b, b+bn) overlap,
- * unless b == same_as (the documented in-place form). */
+/* true when [a, a+an) and [b, b+bn) overlap, unless b == same_as (the
+ * documented in-place form). */
+bool overlaps(const void *a, size_t an, const void *b, size_t bn, const void *same_as);
+/* Throws DSZ_ERR_INVALID_ARGUMENT naming `what` when overlaps(). */
 void check_no_overlap(const std::string &what, const void *a, size_t an, const void *b, size_t bn,
                       const void *same_as);
 

@@ -238,9 +238,8 @@ protected:
     Communicator(int rank, int size, std::string name, double timeout_s)
         : rank_(rank), size_(size), name_(std::move(name)), timeout_s_(timeout_s) {}
 
-    /* Takes the next sequence number; "op #seq (...) on 'name' [rank r of W]". */
+    /* Takes the next sequence number. */
     uint64_t take_sequence() { return seq_++; }
-    std::string describe(const char *op, uint64_t seq, const std::string &detail) const;
     /* Argument checks shared by the backends (throw DSZ_ERR_INVALID_ARGUMENT). */
     void check_partition(const char *op, const Partition &part) const;
     void check_peer(const char *op, int peer) const;

@@ -26,10 +26,12 @@ class LocalRecv : public detail::Op {
 public:
     LocalRecv(std::string what, double timeout_s, std::shared_ptr<Mailbox> box, void *buf,
               size_t bytes, int tag)
-        : Op(std::move(what), timeout_s), box_(std::move(box)), buf_(buf), bytes_(bytes), tag_(tag) {}
+        : Op(timeout_s), what_(std::move(what)), box_(std::move(box)), buf_(buf), bytes_(bytes), tag_(tag) {}
     detail::Poll poll() override;
     void expire(double waited_s) override;
+    std::string what() const override { return what_; }
 
+    std::string what_;
     std::shared_ptr<Mailbox> box_;
     void *buf_;
     size_t bytes_;

@@ -27,7 +27,8 @@ using Lock = std::lock_guard<std::recursive_mutex>;
 
 class MpiOp : public detail::Op {
 public:
-    MpiOp(TaskPtr task, double timeout_s) : Op(task->what(), timeout_s), task_(std::move(task)) {}
+    MpiOp(TaskPtr task, double timeout_s) : Op(timeout_s), task_(std::move(task)) {}
+    std::string what() const override { return task_->what(); }
 
     detail::Poll poll() override {
         MpiRuntime &rt = MpiRuntime::get();
@@ -133,94 +134,82 @@ public:
     }
 
     Request iall_reduce(const void *send, void *recv, size_t count, ElemType type, ReduceOp op) override {
-        const uint64_t seq = take_sequence();
-        std::string what = describe("all_reduce", seq,
-                                    strprintf("%zu x %s, %s", count, elem_name(type), reduce_name(op)));
-        check_no_overlap(what, send, count * elem_size(type), recv, count * elem_size(type), send);
-        return launch(make_reduce_task(core_, what, seq, send, recv, Partition::even(count, size()), type,
+        OpLabel l = label("all_reduce", OpLabel::reduce, count, 0);
+        l.type = elem_name(type);
+        l.reduction = reduce_name(op);
+        no_overlap(l, send, count * elem_size(type), recv, count * elem_size(type), send);
+        return launch(make_reduce_task(core_, std::move(l), send, recv, Partition::even(count, size()), type,
                                        op, true));
     }
 
     Request ireduce_scatter(const void *send, void *recv, const Partition &part, ElemType type,
                             ReduceOp op) override {
-        const uint64_t seq = take_sequence();
+        OpLabel l = label("reduce_scatter", OpLabel::reduce, part.total(), 0);
+        l.type = elem_name(type);
+        l.reduction = reduce_name(op);
         check_partition("reduce_scatter", part);
         const size_t es = elem_size(type);
-        std::string what = describe("reduce_scatter", seq,
-                                    strprintf("%zu x %s, %s", part.total(), elem_name(type), reduce_name(op)));
-        check_no_overlap(what, send, part.total() * es, recv, part.count(rank()) * es,
-                         static_cast<const char *>(send) + part.offset(rank()) * es);
-        return launch(make_reduce_task(core_, what, seq, send, recv, part, type, op, false));
+        no_overlap(l, send, part.total() * es, recv, part.count(rank()) * es,
+                   static_cast<const char *>(send) + part.offset(rank()) * es);
+        return launch(make_reduce_task(core_, std::move(l), send, recv, part, type, op, false));
     }
 
     Request iall_gather(const void *send, void *recv, const Partition &part, size_t elem_bytes) override {
-        const uint64_t seq = take_sequence();
+        OpLabel l = label("all_gather", OpLabel::gather, part.total(), elem_bytes);
         check_partition("all_gather", part);
-        std::string what = describe("all_gather", seq, strprintf("%zu x %zu bytes", part.total(), elem_bytes));
-        check_no_overlap(what, recv, part.total() * elem_bytes, send, part.count(rank()) * elem_bytes,
-                         static_cast<char *>(recv) + part.offset(rank()) * elem_bytes);
-        return launch(make_gather_task(core_, what, seq, send, recv, part, elem_bytes));
+        no_overlap(l, recv, part.total() * elem_bytes, send, part.count(rank()) * elem_bytes,
+                   static_cast<char *>(recv) + part.offset(rank()) * elem_bytes);
+        return launch(make_gather_task(core_, std::move(l), send, recv, part, elem_bytes));
     }
 
     Request ibroadcast(void *buf, size_t bytes, int root) override {
-        const uint64_t seq = take_sequence();
+        OpLabel l = label("broadcast", OpLabel::broadcast, bytes, 0);
+        l.peer = root;
         check_peer("broadcast", root);
-        std::string what = describe("broadcast", seq, strprintf("%zu bytes from rank %d", bytes, root));
-        return launch(make_broadcast_task(core_, what, seq, buf, bytes, root));
+        return launch(make_broadcast_task(core_, std::move(l), buf, bytes, root));
     }
 
     Request iall_to_allv(const void *send, const std::vector<size_t> &send_bytes, void *recv,
                          const std::vector<size_t> &recv_bytes) override {
-        const uint64_t seq = take_sequence();
+        OpLabel l = label("all_to_all", OpLabel::all_to_all, 0, 0);
         const size_t W = static_cast<size_t>(size());
         if (send_bytes.size() != W || recv_bytes.size() != W)
-            fail(DSZ_ERR_INVALID_ARGUMENT, "all_to_all #%llu on '%s': expected %zu sizes per side, got %zu and %zu",
-                 static_cast<unsigned long long>(seq), name().c_str(), W, send_bytes.size(), recv_bytes.size());
+            fail(DSZ_ERR_INVALID_ARGUMENT, "%s: expected %zu sizes per side, got %zu and %zu",
+                 l.str(*core_).c_str(), W, send_bytes.size(), recv_bytes.size());
+        for (size_t i = 0; i < W; ++i) {
+            l.a += send_bytes[i];
+            l.b += recv_bytes[i];
+        }
         const size_t me = static_cast<size_t>(rank());
         if (send_bytes[me] != recv_bytes[me])
-            fail(DSZ_ERR_INVALID_ARGUMENT, "all_to_all #%llu on '%s': rank %d sends %zu bytes to itself but expects %zu",
-                 static_cast<unsigned long long>(seq), name().c_str(), rank(), send_bytes[me], recv_bytes[me]);
-        size_t st = 0, rt = 0;
-        for (size_t i = 0; i < W; ++i) {
-            st += send_bytes[i];
-            rt += recv_bytes[i];
-        }
-        std::string what = describe("all_to_all", seq, strprintf("%zu bytes out, %zu in", st, rt));
-        check_no_overlap(what, send, st, recv, rt, nullptr);
-        return launch(make_all_to_all_task(core_, what, seq, send, send_bytes, recv, recv_bytes));
+            fail(DSZ_ERR_INVALID_ARGUMENT, "%s: rank %d sends %zu bytes to itself but expects %zu",
+                 l.str(*core_).c_str(), rank(), send_bytes[me], recv_bytes[me]);
+        no_overlap(l, send, l.a, recv, l.b, nullptr);
+        return launch(make_all_to_all_task(core_, std::move(l), send, send_bytes, recv, recv_bytes));
     }
 
-    Request ibarrier() override {
-        const uint64_t seq = take_sequence();
-        return launch(make_barrier_task(core_, describe("barrier", seq, ""), seq));
-    }
+    Request ibarrier() override { return launch(make_barrier_task(core_, label("barrier", OpLabel::plain, 0, 0))); }
 
     Request isend(const void *buf, size_t bytes, int dst, int tag) override {
         check_peer("send", dst);
         check_tag("send", tag);
-        const uint64_t seq = p2p_seq_++;
-        std::string what = strprintf("send #%llu (%zu bytes to %s, tag %d) on '%s' [rank %d of %d]",
-                                     static_cast<unsigned long long>(seq), bytes, core_->peer_name(dst).c_str(),
-                                     tag, name().c_str(), rank(), size());
-        return launch(make_p2p_task(core_, what, seq, true, const_cast<void *>(buf), bytes, dst, tag));
+        return launch(make_p2p_task(core_, p2p_label("send", OpLabel::send, bytes, dst, tag), true,
+                                    const_cast<void *>(buf), bytes, dst, tag));
     }
 
     Request irecv(void *buf, size_t bytes, int src, int tag) override {
         check_peer("recv", src);
         check_tag("recv", tag);
-        const uint64_t seq = p2p_seq_++;
-        std::string what = strprintf("recv #%llu (%zu bytes from %s, tag %d) on '%s' [rank %d of %d]",
-                                     static_cast<unsigned long long>(seq), bytes, core_->peer_name(src).c_str(),
-                                     tag, name().c_str(), rank(), size());
-        return launch(make_p2p_task(core_, what, seq, false, buf, bytes, src, tag));
+        return launch(make_p2p_task(core_, p2p_label("recv", OpLabel::recv, bytes, src, tag), false, buf, bytes,
+                                    src, tag));
     }
 
     std::unique_ptr<Communicator> split(int color, int key, const std::string &name) override {
-        const uint64_t seq = take_sequence();
-        const std::string what = describe("split", seq, "into '" + name + "'");
+        OpLabel l = label("split", OpLabel::custom, 0, 0);
+        l.text = "into '" + name + "'";
         /* MPI_Comm_split blocks with no timeout: first make sure everybody
          * is here, with one. */
-        launch(make_barrier_task(core_, what, seq)).wait();
+        launch(make_barrier_task(core_, std::move(l))).wait();
         MpiRuntime &rt = MpiRuntime::get();
         auto core = std::make_shared<MpiCore>(core_->chunk_bytes);
         {
@@ -235,6 +224,32 @@ public:
     }
 
 private:
+    /* Takes the next sequence number. */
+    OpLabel label(const char *op, OpLabel::Kind kind, size_t a, size_t b) {
+        OpLabel l;
+        l.op = op;
+        l.kind = kind;
+        l.seq = take_sequence();
+        l.a = a;
+        l.b = b;
+        return l;
+    }
+    OpLabel p2p_label(const char *op, OpLabel::Kind kind, size_t bytes, int peer, int tag) {
+        OpLabel l;
+        l.op = op;
+        l.kind = kind;
+        l.seq = p2p_seq_++;
+        l.a = bytes;
+        l.peer = peer;
+        l.tag = tag;
+        return l;
+    }
+    void no_overlap(const OpLabel &l, const void *a, size_t an, const void *b, size_t bn, const void *same_as) {
+        if (overlaps(a, an, b, bn, same_as))
+            fail(DSZ_ERR_INVALID_ARGUMENT, "%s: the send and receive buffers overlap (only the in-place form is "
+                 "allowed)", l.str(*core_).c_str());
+    }
+
     Request launch(TaskPtr task) {
         MpiRuntime &rt = MpiRuntime::get();
         Lock lock(rt.lock());

@@ -58,20 +58,18 @@ void MpiRuntime::start(const std::shared_ptr<MpiTask> &task) {
 bool MpiRuntime::progress_all() {
     bool progressed = false;
     bool any_finished = false;
-    /* advance() may start nothing new, but copy the list: a task's
-     * completion can drop the last reference to other objects. */
-    std::vector<std::shared_ptr<MpiTask>> tasks = active_;
-    for (const auto &t : tasks) {
-        if (t->finished()) continue;
-        if (t->advance()) progressed = true;
-        if (t->finished()) any_finished = true;
+    /* advance() never starts or drops tasks, so active_ holds still. */
+    for (size_t i = 0; i < active_.size(); ++i) {
+        MpiTask &t = *active_[i];
+        if (t.finished()) continue;
+        if (t.advance()) progressed = true;
+        if (t.finished()) any_finished = true;
     }
     if (any_finished) {
-        std::vector<std::shared_ptr<MpiTask>> keep;
-        keep.reserve(active_.size());
-        for (auto &t : active_)
-            if (!t->finished()) keep.push_back(t);
-        active_.swap(keep);
+        size_t keep = 0;
+        for (size_t i = 0; i < active_.size(); ++i)
+            if (!active_[i]->finished()) active_[keep++] = std::move(active_[i]);
+        active_.resize(keep);
     }
     return progressed;
 }

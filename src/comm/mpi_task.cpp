@@ -55,6 +55,23 @@ std::string MpiCore::peer_name(int r) const {
     return strprintf("rank %d", r);
 }
 
+std::string OpLabel::str(const MpiCore &core) const {
+    std::string d;
+    switch (kind) {
+    case plain: break;
+    case reduce: d = strprintf("%zu x %s, %s", a, type, reduction); break;
+    case gather: d = strprintf("%zu x %zu bytes", a, b); break;
+    case broadcast: d = strprintf("%zu bytes from rank %d", a, peer); break;
+    case all_to_all: d = strprintf("%zu bytes out, %zu in", a, b); break;
+    case custom: d = text; break;
+    case send: d = strprintf("%zu bytes to %s, tag %d", a, core.peer_name(peer).c_str(), tag); break;
+    case recv: d = strprintf("%zu bytes from %s, tag %d", a, core.peer_name(peer).c_str(), tag); break;
+    }
+    std::string s = strprintf("%s #%llu", op, static_cast<unsigned long long>(seq));
+    if (!d.empty()) s += " (" + d + ")";
+    return s + strprintf(" on '%s' [rank %d of %d]", core.name.c_str(), core.rank, core.size);
+}
+
 MpiTask::~MpiTask() = default;
 
 int MpiTask::add_stream(int peer, bool send, MPI_Comm comm, int tag, char *base, size_t bytes,
@@ -91,6 +108,11 @@ void MpiTask::fail_task(dsz_status status, const std::string &message) {
 void MpiTask::begin() {
     try {
         setup();
+        size_t slots = 0;
+        for (const Stream &s : streams_) slots += std::min(s.window, s.nchunks);
+        reqs_.reserve(slots);
+        slots_.reserve(slots);
+        free_slots_.reserve(slots);
         work();
         pump();
     } catch (const Error &e) {
@@ -113,7 +135,7 @@ void MpiTask::post(int si) {
     const size_t k = s.posted;
     char *buf = s.base ? s.base + k * s.chunk : chunk_buffer(si, k);
     const size_t len = s.chunk_len(k);
-    if (len > static_cast<size_t>(INT_MAX)) fail(DSZ_ERR_INTERNAL, "%s: chunk of %zu bytes", what_.c_str(), len);
+    if (len > static_cast<size_t>(INT_MAX)) fail(DSZ_ERR_INTERNAL, "%s: chunk of %zu bytes", what().c_str(), len);
     int slot;
     if (!free_slots_.empty()) {
         slot = free_slots_.back();
@@ -130,7 +152,7 @@ void MpiTask::post(int si) {
                                 &reqs_[static_cast<size_t>(slot)]);
     if (rc != MPI_SUCCESS) {
         free_slots_.push_back(slot);
-        fail(DSZ_ERR_COMM, "%s: %s to %s failed: %s", what_.c_str(), s.send ? "MPI_Isend" : "MPI_Irecv",
+        fail(DSZ_ERR_COMM, "%s: %s to %s failed: %s", what().c_str(), s.send ? "MPI_Isend" : "MPI_Irecv",
              core_->peer_name(s.peer).c_str(), mpi_error_string(rc).c_str());
     }
     ++s.posted;
@@ -155,7 +177,7 @@ bool MpiTask::advance() {
             int outcount = 0;
             int rc = MPI_Testsome(n, reqs_.data(), &outcount, indices_.data(), statuses_.data());
             if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS)
-                fail(DSZ_ERR_COMM, "%s: MPI_Testsome failed: %s", what_.c_str(), mpi_error_string(rc).c_str());
+                fail(DSZ_ERR_COMM, "%s: MPI_Testsome failed: %s", what().c_str(), mpi_error_string(rc).c_str());
             if (outcount == MPI_UNDEFINED) outcount = 0;
             for (int i = 0; i < outcount; ++i) {
                 const int slot = indices_[static_cast<size_t>(i)];
@@ -172,8 +194,8 @@ bool MpiTask::advance() {
                         fail(DSZ_ERR_COMM,
                              "%s: %s sent more than the %zu bytes expected: the ranks disagree on this "
                              "call's sizes",
-                             what_.c_str(), core_->peer_name(s.peer).c_str(), want);
-                    fail(DSZ_ERR_COMM, "%s: %s %s failed: %s", what_.c_str(), s.send ? "send to" : "receive from",
+                             what().c_str(), core_->peer_name(s.peer).c_str(), want);
+                    fail(DSZ_ERR_COMM, "%s: %s %s failed: %s", what().c_str(), s.send ? "send to" : "receive from",
                          core_->peer_name(s.peer).c_str(), mpi_error_string(st.MPI_ERROR).c_str());
                 }
                 if (!s.send) {
@@ -183,7 +205,7 @@ bool MpiTask::advance() {
                         fail(DSZ_ERR_COMM,
                              "%s: %s sent %d bytes where %zu were expected: the ranks disagree on "
                              "this call's sizes",
-                             what_.c_str(), core_->peer_name(s.peer).c_str(), got, want);
+                             what().c_str(), core_->peer_name(s.peer).c_str(), got, want);
                 }
                 s.done[sl.chunk] = 1;
                 ++s.completed;
@@ -261,7 +283,7 @@ std::string MpiTask::waiting_for() const {
         if (MPI_Iprobe(s.peer, MPI_ANY_TAG, s.comm, &flag, &st) == MPI_SUCCESS && flag &&
             st.MPI_TAG != s.tag)
             out += "; " + core_->peer_name(s.peer) + " has sent data for " +
-                   core_->tag_name(st.MPI_TAG, seq_) + " instead";
+                   core_->tag_name(st.MPI_TAG, seq()) + " instead";
     }
     return out;
 }

@@ -67,10 +67,24 @@ struct MpiCore {
     std::string peer_name(int r) const;
 };
 
+/* Names an operation in messages. Formatting costs more than a small
+ * all-reduce, so it happens only when a message is needed. */
+struct OpLabel {
+    enum Kind : uint8_t { plain, reduce, gather, broadcast, all_to_all, custom, send, recv };
+    Kind kind = plain;
+    const char *op = "";
+    uint64_t seq = 0;
+    size_t a = 0, b = 0;   /* counts or byte sizes */
+    int peer = 0, tag = 0; /* broadcast root; send/recv peer and tag */
+    const char *type = "", *reduction = "";
+    std::string text;      /* kind custom: the detail as is */
+    std::string str(const MpiCore &core) const;
+};
+
 class MpiTask {
 public:
-    MpiTask(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq, bool collective)
-        : core_(std::move(core)), what_(std::move(what)), seq_(seq), collective_(collective) {}
+    MpiTask(std::shared_ptr<MpiCore> core, OpLabel label, bool collective)
+        : core_(std::move(core)), label_(std::move(label)), collective_(collective) {}
     virtual ~MpiTask();
     MpiTask(const MpiTask &) = delete;
     MpiTask &operator=(const MpiTask &) = delete;
@@ -86,9 +100,9 @@ public:
     dsz_status status() const { return status_; }
     const std::string &error() const { return error_; }
     const MpiCore *core() const { return core_.get(); }
-    uint64_t seq() const { return seq_; }
+    uint64_t seq() const { return label_.seq; }
     bool is_collective() const { return collective_; }
-    const std::string &what() const { return what_; }
+    std::string what() const { return label_.str(*core_); }
 
 protected:
     struct Stream {
@@ -129,8 +143,7 @@ private:
     void finish();
     bool maybe_finish();
 
-    std::string what_;
-    uint64_t seq_;
+    OpLabel label_;
     bool collective_;
     bool finished_ = false;
     dsz_status status_ = DSZ_OK;

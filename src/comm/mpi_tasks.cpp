@@ -3,6 +3,7 @@
 
 #include "comm/mpi_tasks.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include "comm/reduce.h"
@@ -12,18 +13,24 @@ namespace dsz {
 namespace comm {
 namespace {
 
+/* All-reduces up to this many bytes received per rank take one round. */
+constexpr size_t kExchangeBytes = size_t(64) << 10;
 /* Staging blocks per peer for reductions: one being reduced, one arriving. */
 constexpr size_t kReduceDepth = 2;
-/* Chunks in flight per stream where no staging is involved. */
-constexpr size_t kDirectWindow = 4;
-/* Direct transfers (gather, all-to-all) use larger messages than reductions. */
-size_t direct_chunk(const MpiCore &c) { return std::max(c.chunk_bytes * 4, size_t(4) << 20); }
+/* Direct transfers (gather, all-to-all) need no staging: every message is
+ * posted at once, at most 1 GiB each (MPI counts are ints). A window of
+ * smaller chunks measured up to 30% slower with Open MPI's single-copy
+ * (CMA) transport: each chunk then waits for the previous one's ack. */
+constexpr size_t kDirectChunk = size_t(1) << 30;
+constexpr size_t kDirectWindow = SIZE_MAX;
+/* Broadcast forwards chunk by chunk down its tree. */
+constexpr size_t kBroadcastWindow = 16;
 
 class ReduceTask : public MpiTask {
 public:
-    ReduceTask(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq, const void *send,
+    ReduceTask(std::shared_ptr<MpiCore> core, OpLabel label, const void *send,
                void *out, const Partition &part, ElemType type, ReduceOp op, bool all_reduce)
-        : MpiTask(std::move(core), std::move(what), seq, true), in_(static_cast<const char *>(send)),
+        : MpiTask(std::move(core), std::move(label), true), in_(static_cast<const char *>(send)),
           out_(static_cast<char *>(out)), part_(part), type_(type), op_(op), all_reduce_(all_reduce) {}
 
 private:
@@ -40,25 +47,40 @@ private:
         const int tag1 = core_->tag(seq(), all_reduce_ ? kTagAllReduce : kTagReduceScatter);
         const int tag2 = core_->tag(seq(), kTagAllReduceGather);
         peers_.assign(static_cast<size_t>(W), Peer());
+        srcs_.resize(static_cast<size_t>(W));
+        const size_t total = part_.total() * es_;
+        if (all_reduce_ && W > 1 && total <= std::min(cb, kExchangeBytes / static_cast<size_t>(W - 1))) {
+            /* Small: one round. Every rank sends its whole buffer to every
+             * rank and reduces all of it, in the same rank order. */
+            exchange_ = true;
+            nmine_ = 1;
+            for (int p = 0; p < W; ++p) {
+                if (p == me) continue;
+                Peer &q = peers_[static_cast<size_t>(p)];
+                q.s1 = add_stream(p, true, core_->coll, tag1, const_cast<char *>(in_), total, cb, 1);
+                q.r1 = add_stream(p, false, core_->coll, tag1, nullptr, total, cb, 1);
+                q.stage.assign(1, core_->pool.acquire());
+            }
+            return;
+        }
         for (int p = 0; p < W; ++p) {
             if (p == me) continue;
             Peer &q = peers_[static_cast<size_t>(p)];
             const size_t theirs = part_.count(p) * es_;
             q.s1 = add_stream(p, true, core_->coll, tag1, const_cast<char *>(in_) + part_.offset(p) * es_,
-                              theirs, cb, kReduceDepth);
+                              theirs, cb, kDirectWindow);
             q.r1 = add_stream(p, false, core_->coll, tag1, nullptr, mine_ * es_, cb, kReduceDepth);
             if (all_reduce_) {
-                q.s2 = add_stream(p, true, core_->coll, tag2, slice_out_, mine_ * es_, cb, kReduceDepth,
+                q.s2 = add_stream(p, true, core_->coll, tag2, slice_out_, mine_ * es_, cb, kDirectWindow,
                                   false, 1);
                 q.r2 = add_stream(p, false, core_->coll, tag2, out_ + part_.offset(p) * es_, theirs, cb,
-                                  kReduceDepth, false, 1);
+                                  kDirectWindow, false, 1);
             }
             if (nmine_ > 0) {
                 q.stage.resize(kReduceDepth);
                 for (char *&b : q.stage) b = core_->pool.acquire();
             }
         }
-        srcs_.resize(static_cast<size_t>(W));
         set_limits();
     }
 
@@ -68,6 +90,7 @@ private:
     }
 
     bool work() override {
+        if (exchange_) return work_exchange();
         const int W = core_->size, me = core_->rank;
         bool did = false;
         while (reduced_ < nmine_) {
@@ -88,6 +111,23 @@ private:
     blocked:
         set_limits();
         return did;
+    }
+
+    bool work_exchange() {
+        if (reduced_ == 1) return false;
+        const int W = core_->size, me = core_->rank;
+        for (int p = 0; p < W; ++p) {
+            if (p == me) continue;
+            const Peer &q = peers_[static_cast<size_t>(p)];
+            if (!streams_[static_cast<size_t>(q.r1)].complete()) return false;
+            /* in place, the input may be overwritten only once it is sent */
+            if (in_place_ && !streams_[static_cast<size_t>(q.s1)].complete()) return false;
+        }
+        for (int p = 0; p < W; ++p)
+            srcs_[static_cast<size_t>(p)] = p == me ? in_ : peers_[static_cast<size_t>(p)].stage[0];
+        reduce_in_order(type_, op_, out_, srcs_.data(), W, part_.total());
+        reduced_ = 1;
+        return true;
     }
 
     void set_limits() {
@@ -123,7 +163,7 @@ private:
     ElemType type_;
     ReduceOp op_;
     bool all_reduce_;
-    bool in_place_ = false;
+    bool in_place_ = false, exchange_ = false;
     size_t es_ = 1, celems_ = 1, mine_ = 0, nmine_ = 0, reduced_ = 0;
     const char *own_ = nullptr;
     char *slice_out_ = nullptr;
@@ -133,9 +173,9 @@ private:
 
 class GatherTask : public MpiTask {
 public:
-    GatherTask(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq, const void *send,
+    GatherTask(std::shared_ptr<MpiCore> core, OpLabel label, const void *send,
                void *recv, const Partition &part, size_t elem_bytes)
-        : MpiTask(std::move(core), std::move(what), seq, true), send_(static_cast<const char *>(send)),
+        : MpiTask(std::move(core), std::move(label), true), send_(static_cast<const char *>(send)),
           recv_(static_cast<char *>(recv)), part_(part), eb_(elem_bytes) {}
 
 private:
@@ -143,7 +183,7 @@ private:
         const int W = core_->size, me = core_->rank;
         const size_t mine = part_.count(me) * eb_;
         const int tag = core_->tag(seq(), kTagAllGather);
-        const size_t chunk = direct_chunk(*core_);
+        const size_t chunk = kDirectChunk;
         for (int p = 0; p < W; ++p) {
             if (p == me) continue;
             add_stream(p, false, core_->coll, tag, recv_ + part_.offset(p) * eb_, part_.count(p) * eb_,
@@ -176,9 +216,9 @@ private:
 
 class BroadcastTask : public MpiTask {
 public:
-    BroadcastTask(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq, void *buf,
+    BroadcastTask(std::shared_ptr<MpiCore> core, OpLabel label, void *buf,
                   size_t bytes, int root)
-        : MpiTask(std::move(core), std::move(what), seq, true), buf_(static_cast<char *>(buf)),
+        : MpiTask(std::move(core), std::move(label), true), buf_(static_cast<char *>(buf)),
           bytes_(bytes), root_(root) {}
 
 private:
@@ -191,14 +231,14 @@ private:
         if (vr != 0) {
             const int parent = (vr - low + root_) % W;
             from_parent_ = add_stream(parent, false, core_->coll, tag, buf_, bytes_, core_->chunk_bytes,
-                                      kDirectWindow);
+                                      kBroadcastWindow);
         }
         int top = 1;
         while (top < W) top <<= 1;
         for (int m = (vr == 0 ? top : low) >> 1; m >= 1; m >>= 1) {
             if (vr + m >= W) continue;
             to_children_.push_back(add_stream((vr + m + root_) % W, true, core_->coll, tag, buf_, bytes_,
-                                              core_->chunk_bytes, kDirectWindow, false, 1));
+                                              core_->chunk_bytes, kBroadcastWindow, false, 1));
         }
         work();
     }
@@ -219,16 +259,16 @@ private:
 
 class AllToAllTask : public MpiTask {
 public:
-    AllToAllTask(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq, const void *send,
+    AllToAllTask(std::shared_ptr<MpiCore> core, OpLabel label, const void *send,
                  const std::vector<size_t> &send_bytes, void *recv, const std::vector<size_t> &recv_bytes)
-        : MpiTask(std::move(core), std::move(what), seq, true), send_(static_cast<const char *>(send)),
+        : MpiTask(std::move(core), std::move(label), true), send_(static_cast<const char *>(send)),
           recv_(static_cast<char *>(recv)), sb_(send_bytes), rb_(recv_bytes) {}
 
 private:
     void setup() override {
         const int W = core_->size, me = core_->rank;
         const int tag = core_->tag(seq(), kTagAllToAll);
-        const size_t chunk = direct_chunk(*core_);
+        const size_t chunk = kDirectChunk;
         size_t so = 0, ro = 0;
         for (int p = 0; p < W; ++p) {
             const size_t s = sb_[static_cast<size_t>(p)], r = rb_[static_cast<size_t>(p)];
@@ -252,8 +292,8 @@ char g_token = 0;
 
 class BarrierTask : public MpiTask {
 public:
-    BarrierTask(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq)
-        : MpiTask(std::move(core), std::move(what), seq, true) {}
+    BarrierTask(std::shared_ptr<MpiCore> core, OpLabel label)
+        : MpiTask(std::move(core), std::move(label), true) {}
 
 private:
     void setup() override {
@@ -280,9 +320,9 @@ private:
 
 class P2PTask : public MpiTask {
 public:
-    P2PTask(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq, bool send, void *buf,
+    P2PTask(std::shared_ptr<MpiCore> core, OpLabel label, bool send, void *buf,
             size_t bytes, int peer, int tag)
-        : MpiTask(std::move(core), std::move(what), seq, false), send_(send), buf_(static_cast<char *>(buf)),
+        : MpiTask(std::move(core), std::move(label), false), send_(send), buf_(static_cast<char *>(buf)),
           bytes_(bytes), peer_(peer), tag_(tag) {}
 
 private:
@@ -301,37 +341,37 @@ private:
 
 }  // namespace
 
-TaskPtr make_reduce_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq,
+TaskPtr make_reduce_task(std::shared_ptr<MpiCore> core, OpLabel label,
                          const void *send, void *out, const Partition &part, ElemType type,
                          ReduceOp op, bool all_reduce) {
-    return std::make_shared<ReduceTask>(std::move(core), std::move(what), seq, send, out, part, type, op,
+    return std::make_shared<ReduceTask>(std::move(core), std::move(label), send, out, part, type, op,
                                         all_reduce);
 }
 
-TaskPtr make_gather_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq,
+TaskPtr make_gather_task(std::shared_ptr<MpiCore> core, OpLabel label,
                          const void *send, void *recv, const Partition &part, size_t elem_bytes) {
-    return std::make_shared<GatherTask>(std::move(core), std::move(what), seq, send, recv, part, elem_bytes);
+    return std::make_shared<GatherTask>(std::move(core), std::move(label), send, recv, part, elem_bytes);
 }
 
-TaskPtr make_broadcast_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq,
+TaskPtr make_broadcast_task(std::shared_ptr<MpiCore> core, OpLabel label,
                             void *buf, size_t bytes, int root) {
-    return std::make_shared<BroadcastTask>(std::move(core), std::move(what), seq, buf, bytes, root);
+    return std::make_shared<BroadcastTask>(std::move(core), std::move(label), buf, bytes, root);
 }
 
-TaskPtr make_all_to_all_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq,
+TaskPtr make_all_to_all_task(std::shared_ptr<MpiCore> core, OpLabel label,
                              const void *send, const std::vector<size_t> &send_bytes, void *recv,
                              const std::vector<size_t> &recv_bytes) {
-    return std::make_shared<AllToAllTask>(std::move(core), std::move(what), seq, send, send_bytes, recv,
+    return std::make_shared<AllToAllTask>(std::move(core), std::move(label), send, send_bytes, recv,
                                           recv_bytes);
 }
 
-TaskPtr make_barrier_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq) {
-    return std::make_shared<BarrierTask>(std::move(core), std::move(what), seq);
+TaskPtr make_barrier_task(std::shared_ptr<MpiCore> core, OpLabel label) {
+    return std::make_shared<BarrierTask>(std::move(core), std::move(label));
 }
 
-TaskPtr make_p2p_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq, bool send,
+TaskPtr make_p2p_task(std::shared_ptr<MpiCore> core, OpLabel label, bool send,
                       void *buf, size_t bytes, int peer, int tag) {
-    return std::make_shared<P2PTask>(std::move(core), std::move(what), seq, send, buf, bytes, peer, tag);
+    return std::make_shared<P2PTask>(std::move(core), std::move(label), send, buf, bytes, peer, tag);
 }
 
 }  // namespace comm

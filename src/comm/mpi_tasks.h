@@ -29,18 +29,18 @@ namespace comm {
 
 using TaskPtr = std::shared_ptr<MpiTask>;
 
-TaskPtr make_reduce_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq,
+TaskPtr make_reduce_task(std::shared_ptr<MpiCore> core, OpLabel label,
                          const void *send, void *out, const Partition &part, ElemType type,
                          ReduceOp op, bool all_reduce);
-TaskPtr make_gather_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq,
+TaskPtr make_gather_task(std::shared_ptr<MpiCore> core, OpLabel label,
                          const void *send, void *recv, const Partition &part, size_t elem_bytes);
-TaskPtr make_broadcast_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq,
+TaskPtr make_broadcast_task(std::shared_ptr<MpiCore> core, OpLabel label,
                             void *buf, size_t bytes, int root);
-TaskPtr make_all_to_all_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq,
+TaskPtr make_all_to_all_task(std::shared_ptr<MpiCore> core, OpLabel label,
                              const void *send, const std::vector<size_t> &send_bytes, void *recv,
                              const std::vector<size_t> &recv_bytes);
-TaskPtr make_barrier_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq);
-TaskPtr make_p2p_task(std::shared_ptr<MpiCore> core, std::string what, uint64_t seq, bool send,
+TaskPtr make_barrier_task(std::shared_ptr<MpiCore> core, OpLabel label);
+TaskPtr make_p2p_task(std::shared_ptr<MpiCore> core, OpLabel label, bool send,
                       void *buf, size_t bytes, int peer, int tag);
 
 }  // namespace comm

@@ -19,7 +19,7 @@ enum class Poll { done, progressed, idle };
 
 class Op {
 public:
-    Op(std::string what, double timeout_s) : what_(std::move(what)), timeout_s_(timeout_s) {}
+    explicit Op(double timeout_s) : timeout_s_(timeout_s) {}
     virtual ~Op() = default;
     Op(const Op &) = delete;
     Op &operator=(const Op &) = delete;
@@ -30,11 +30,12 @@ public:
      * return, if another thread completed the operation meanwhile). */
     virtual void expire(double waited_s) = 0;
 
-    const std::string &what() const { return what_; }
+    /* "all_reduce #12 (...) on 'world' [rank 0 of 2]", built when asked:
+     * only error paths need it. */
+    virtual std::string what() const = 0;
     double timeout() const { return timeout_s_; }
 
 private:
-    std::string what_;
     double timeout_s_;
 };
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef DSZ_HAVE_MPI
@@ -326,6 +327,18 @@ static void test_bitwise_buckets(void **) {
     reduce_in_order(ElemType::f32, ReduceOp::sum, ref.data(), srcs.data(), W, n);
     assert_memory_equal(ar.data(), ref.data(), n * 4);
 
+    /* small all-reduces take a one-round path: same bits */
+    for (size_t m : {size_t(1), size_t(7), size_t(1000), size_t(4096), size_t(16385)}) {
+        std::vector<float> small(m), small_ref(m);
+        g_world->all_reduce(grad.data() + 17, small.data(), m, ElemType::f32, ReduceOp::sum);
+        for (int r = 0; r < W; ++r) srcs[r] = all.data() + r * n + 17;
+        reduce_in_order(ElemType::f32, ReduceOp::sum, small_ref.data(), srcs.data(), W, m);
+        assert_memory_equal(small.data(), small_ref.data(), m * 4);
+        std::vector<float> inplace(grad.begin() + 17, grad.begin() + 17 + m);
+        g_small->all_reduce(inplace.data(), inplace.data(), m, ElemType::f32, ReduceOp::sum);
+        assert_memory_equal(inplace.data(), small_ref.data(), m * 4);
+    }
+
     /* stage-2 style: bucket by bucket, reduce_scatter then all_gather */
     std::mt19937 split(99); /* same seed everywhere: same buckets on every rank */
     for (int round = 0; round < 3; ++round) {
@@ -344,6 +357,40 @@ static void test_bitwise_buckets(void **) {
         }
         assert_memory_equal(zero2.data(), ar.data(), n * 4);
     }
+}
+
+/* The engine may reduce on a background thread while the main thread uses
+ * another communicator; a request may be waited on from another thread. */
+static void test_threads(void **) {
+    const int W = g_world->size();
+    const size_t n = 100003;
+    bool ok_a = true, ok_b = true;
+    std::thread a([&] {
+        std::vector<float> v(n);
+        for (int it = 0; it < 20; ++it) {
+            fill(v, g_world->rank());
+            g_world->all_reduce(v.data(), n, ReduceOp::sum);
+            for (size_t i = 0; i < n; i += 997) ok_a = ok_a && v[i] == reference<float>(W, i, ReduceOp::sum);
+        }
+    });
+    std::thread b([&] {
+        std::vector<double> v(n);
+        for (int it = 0; it < 20; ++it) {
+            fill(v, g_small->rank());
+            g_small->all_reduce(v.data(), n, ReduceOp::max);
+            for (size_t i = 0; i < n; i += 997) ok_b = ok_b && v[i] == reference<double>(W, i, ReduceOp::max);
+        }
+    });
+    a.join();
+    b.join();
+    assert_true(ok_a);
+    assert_true(ok_b);
+
+    std::vector<int64_t> v(n, 1);
+    Request r = g_world->iall_reduce(v.data(), v.data(), n, ElemType::i64, ReduceOp::sum);
+    std::thread waiter([&] { r.wait(); });
+    waiter.join();
+    assert_int_equal(v[n - 1], W);
 }
 
 static void test_groups(void **) {
@@ -480,7 +527,8 @@ int main(void) {
         cmocka_unit_test(test_reduce_scatter),  cmocka_unit_test(test_all_gather),
         cmocka_unit_test(test_broadcast),       cmocka_unit_test(test_all_to_all),
         cmocka_unit_test(test_send_recv),       cmocka_unit_test(test_nonblocking_overlap),
-        cmocka_unit_test(test_bitwise_buckets), cmocka_unit_test(test_groups),
+        cmocka_unit_test(test_bitwise_buckets), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_groups),
         cmocka_unit_test(test_consistency),     cmocka_unit_test(test_argument_errors),
         cmocka_unit_test(test_sequence_agrees),
     };
