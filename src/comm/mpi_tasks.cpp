@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "comm/copy.h"
 #include "comm/reduce.h"
 #include "common/error.h"
 
@@ -201,7 +202,7 @@ private:
         for (const Stream &s : streams_)
             if (!s.complete()) return false;
         const int me = core_->rank;
-        std::memmove(recv_ + part_.offset(me) * eb_, send_, part_.count(me) * eb_);
+        copy_bytes(recv_ + part_.offset(me) * eb_, send_, part_.count(me) * eb_);
         copied_ = true;
         return true;
     }
@@ -273,7 +274,7 @@ private:
         for (int p = 0; p < W; ++p) {
             const size_t s = sb_[static_cast<size_t>(p)], r = rb_[static_cast<size_t>(p)];
             if (p == me) {
-                if (s) std::memmove(recv_ + ro, send_ + so, s);
+                if (s) copy_bytes(recv_ + ro, send_ + so, s);
             } else {
                 add_stream(p, true, core_->coll, tag, const_cast<char *>(send_) + so, s, chunk, kDirectWindow);
                 add_stream(p, false, core_->coll, tag, recv_ + ro, r, chunk, kDirectWindow);
