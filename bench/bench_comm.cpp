@@ -129,7 +129,7 @@ int main(int argc, char **argv) {
             MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
             if (me == 0) {
                 const double ra = bytes / p.raw / 1e9, da = bytes / p.dsz / 1e9;
-                std::printf("| %s | %zu MiB | %.2f ms | %.2f GB/s | %.2f GB/s | %.2f ms | %.2f GB/s | %.2f GB/s | %.2fx | %s |\n",
+                std::printf("| %s | %zu MiB | %.3f ms | %.2f GB/s | %.2f GB/s | %.3f ms | %.2f GB/s | %.2f GB/s | %.2fx | %s |\n",
                             row.op, mib, p.raw * 1e3, ra, ra * row.factor, p.dsz * 1e3, da, da * row.factor,
                             p.raw / p.dsz, all_ok ? (W == 2 ? "bitwise" : "ok") : "MISMATCH");
                 std::fflush(stdout);

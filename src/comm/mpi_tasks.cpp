@@ -24,6 +24,9 @@ constexpr size_t kReduceDepth = 2;
  * (CMA) transport: each chunk then waits for the previous one's ack. */
 constexpr size_t kDirectChunk = size_t(1) << 30;
 constexpr size_t kDirectWindow = SIZE_MAX;
+/* All-gathers copy this rank's own slice during the exchange up to this
+ * size (it stays in cache), after it above. */
+constexpr size_t kOverlapCopyBytes = size_t(1) << 20;
 /* Broadcast forwards chunk by chunk down its tree. */
 constexpr size_t kBroadcastWindow = 16;
 
@@ -194,14 +197,16 @@ private:
         copied_ = mine == 0 || recv_ + part_.offset(me) * eb_ == send_;
     }
 
-    /* This rank's own slice is copied once the exchange is over, as Open
-     * MPI does: copying while the peers pull from this rank measured slower
-     * (the two compete for memory bandwidth). */
+    /* This rank's own slice: a small one is copied while the messages
+     * travel; a large one once the exchange is over, as Open MPI does:
+     * copying while the peers pull from this rank measured slower (the two
+     * compete for memory bandwidth). */
     bool work() override {
         if (copied_) return false;
-        for (const Stream &s : streams_)
-            if (!s.complete()) return false;
         const int me = core_->rank;
+        if (part_.count(me) * eb_ > kOverlapCopyBytes)
+            for (const Stream &s : streams_)
+                if (!s.complete()) return false;
         copy_bytes(recv_ + part_.offset(me) * eb_, send_, part_.count(me) * eb_);
         copied_ = true;
         return true;
