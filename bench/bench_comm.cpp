@@ -5,6 +5,7 @@
  *
  *   mpirun -np 2 --bind-to none build/bench/bench_comm [--iters N] [--rounds R]
  *       [--min-mib M] [--max-mib M] [--op all_reduce|reduce_scatter|all_gather]
+ *       [--latency 1]   (small float32 all-reduces instead, in microseconds)
  *
  * Sizes follow nccl-tests: the size is the full buffer (all_reduce's
  * buffer, reduce_scatter's input, all_gather's output). algbw = size / time;
@@ -63,9 +64,11 @@ int main(int argc, char **argv) {
     int iters = 0, rounds = 3;
     size_t max_mib = 256, min_mib = 1;
     std::string only;
+    bool latency = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--min-mib")) min_mib = std::strtoull(argv[i + 1], nullptr, 10);
         if (!std::strcmp(argv[i], "--op")) only = argv[i + 1];
+        if (!std::strcmp(argv[i], "--latency")) latency = std::atoi(argv[i + 1]) != 0;
         if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--max-mib")) max_mib = std::strtoull(argv[i + 1], nullptr, 10);
@@ -82,11 +85,29 @@ int main(int argc, char **argv) {
         std::fprintf(stderr, "bench_comm: run it under mpirun -np 2 (or more)\n");
         return 1;
     }
+    if (latency) {
+        if (me == 0) {
+            std::printf("# bench_comm --latency: %d ranks, float32 sum, best of %d rounds\n", W, rounds);
+            std::printf("| all_reduce size | raw MPI | dszero | speed-up (raw / dszero) |\n|---:|---:|---:|---:|\n");
+        }
+        for (size_t bytes : {size_t(8), size_t(1024), size_t(16384), size_t(65536), size_t(262144)}) {
+            const size_t n = bytes / 4;
+            std::vector<float> a(n, 1.0f + me), b(n);
+            const int it = iters > 0 ? iters : 2000;
+            Pair p = measure(
+                [&] { MPI_Allreduce(a.data(), b.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); },
+                [&] { comm->all_reduce(a.data(), b.data(), n, ElemType::f32, ReduceOp::sum); }, it, rounds);
+            if (me == 0)
+                std::printf("| %zu B | %.2f us | %.2f us | %.2fx |\n", bytes, p.raw * 1e6, p.dsz * 1e6, p.raw / p.dsz);
+        }
+        comm.reset();
+        return 0;
+    }
     if (me == 0) {
         const char *tun = std::getenv("GLIBC_TUNABLES");
         std::printf("# bench_comm: %d ranks, float32 sum, best of %d rounds, GLIBC_TUNABLES=%s\n", W, rounds,
                     tun ? tun : "(unset)");
-        std::printf("| op | size | raw MPI time | raw algbw | raw busbw | dszero time | dszero algbw | dszero busbw | dszero/raw | check |\n");
+        std::printf("| op | size | raw MPI time | raw algbw | raw busbw | dszero time | dszero algbw | dszero busbw | speed-up (raw time / dszero time) | check |\n");
         std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     }
     for (size_t mib = min_mib; mib <= max_mib; mib *= 4) {
@@ -129,7 +150,7 @@ int main(int argc, char **argv) {
             MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
             if (me == 0) {
                 const double ra = bytes / p.raw / 1e9, da = bytes / p.dsz / 1e9;
-                std::printf("| %s | %zu MiB | %.2f ms | %.2f GB/s | %.2f GB/s | %.2f ms | %.2f GB/s | %.2f GB/s | %.2fx | %s |\n",
+                std::printf("| %s | %zu MiB | %.3f ms | %.2f GB/s | %.2f GB/s | %.3f ms | %.2f GB/s | %.2f GB/s | %.2fx | %s |\n",
                             row.op, mib, p.raw * 1e3, ra, ra * row.factor, p.dsz * 1e3, da, da * row.factor,
                             p.raw / p.dsz, all_ok ? (W == 2 ? "bitwise" : "ok") : "MISMATCH");
                 std::fflush(stdout);

@@ -91,34 +91,40 @@ Partition Partition::from_counts(std::vector<size_t> counts) {
 
 namespace {
 
-/* Spin, then yield, then sleep with a growing pause. Small messages
- * arrive within microseconds, and a yield that hands the core to another
- * process costs far more than that, so the first polls spin without even
- * reading the clock. A single-copy transfer only moves while its receiver
- * polls, so up to 10 ms of idleness are spent yielding (other ranks on the
- * core still run); only a wait that stays idle longer sleeps, up to 1 ms a
- * time. */
+/* Spin, then yield, then sleep with a growing pause. A single-copy
+ * transfer only moves while its receiver polls, and a yield that hands the
+ * core to another process costs a scheduler slice (milliseconds), so waits
+ * spin like MPI's own for the first 2 ms of idleness (reading the clock
+ * every 64 polls), then yield until 20 ms (other ranks on an oversubscribed
+ * core still run), and only then sleep, up to 1 ms a time. */
 class Backoff {
 public:
-    static constexpr unsigned kSpins = 512;
     void reset() { idle_ = 0; }
-    bool spinning() const { return idle_ < kSpins; }
+    /* true while the clock need not be read */
+    bool spinning() const { return idle_ % 64 != 0 && !yielding_; }
     void pause() {
         using clock = std::chrono::steady_clock;
-        if (++idle_ < kSpins) return;
-        const auto now = clock::now();
-        if (idle_ == kSpins) since_ = now;
-        const auto idle_for = now - since_;
-        if (idle_for < std::chrono::milliseconds(10)) {
+        if (idle_++ == 0) {
+            since_ = clock::now();
+            yielding_ = false;
+            return;
+        }
+        if (!yielding_) {
+            if (idle_ % 64 != 0 || clock::now() - since_ < std::chrono::milliseconds(2)) return;
+            yielding_ = true;
+        }
+        const auto idle_for = clock::now() - since_;
+        if (idle_for < std::chrono::milliseconds(20)) {
             sched_yield();
             return;
         }
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(idle_for).count();
-        std::this_thread::sleep_for(std::chrono::microseconds(std::min<long long>(1000, 50 + us / 20)));
+        std::this_thread::sleep_for(std::chrono::microseconds(std::min<long long>(1000, us / 20)));
     }
 
 private:
-    unsigned idle_ = 0;
+    unsigned long idle_ = 0;
+    bool yielding_ = false;
     std::chrono::steady_clock::time_point since_;
 };
 

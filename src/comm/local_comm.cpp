@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "comm/backends.h"
+#include "comm/copy.h"
 #include "comm/op.h"
 #include "common/error.h"
 
@@ -74,7 +75,7 @@ void LocalRecv::expire(double waited_s) {
 }
 
 void copy_if_needed(void *dst, const void *src, size_t bytes) {
-    if (bytes && dst != src) std::memmove(dst, src, bytes);
+    if (bytes && dst != src) copy_bytes(dst, src, bytes); /* overlap was refused earlier */
 }
 
 class LocalCommunicator : public Communicator {

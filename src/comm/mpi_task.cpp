@@ -113,6 +113,7 @@ void MpiTask::begin() {
         reqs_.reserve(slots);
         slots_.reserve(slots);
         free_slots_.reserve(slots);
+        pump(); /* post first: local work overlaps the first messages */
         work();
         pump();
     } catch (const Error &e) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "comm/copy.h"
 #include "comm/reduce.h"
 #include "common/error.h"
 
@@ -23,6 +24,9 @@ constexpr size_t kReduceDepth = 2;
  * (CMA) transport: each chunk then waits for the previous one's ack. */
 constexpr size_t kDirectChunk = size_t(1) << 30;
 constexpr size_t kDirectWindow = SIZE_MAX;
+/* All-gathers copy this rank's own slice during the exchange up to this
+ * size (it stays in cache), after it above. */
+constexpr size_t kOverlapCopyBytes = size_t(1) << 20;
 /* Broadcast forwards chunk by chunk down its tree. */
 constexpr size_t kBroadcastWindow = 16;
 
@@ -193,15 +197,17 @@ private:
         copied_ = mine == 0 || recv_ + part_.offset(me) * eb_ == send_;
     }
 
-    /* This rank's own slice is copied once the exchange is over, as Open
-     * MPI does: copying while the peers pull from this rank measured slower
-     * (the two compete for memory bandwidth). */
+    /* This rank's own slice: a small one is copied while the messages
+     * travel; a large one once the exchange is over, as Open MPI does:
+     * copying while the peers pull from this rank measured slower (the two
+     * compete for memory bandwidth). */
     bool work() override {
         if (copied_) return false;
-        for (const Stream &s : streams_)
-            if (!s.complete()) return false;
         const int me = core_->rank;
-        std::memmove(recv_ + part_.offset(me) * eb_, send_, part_.count(me) * eb_);
+        if (part_.count(me) * eb_ > kOverlapCopyBytes)
+            for (const Stream &s : streams_)
+                if (!s.complete()) return false;
+        copy_bytes(recv_ + part_.offset(me) * eb_, send_, part_.count(me) * eb_);
         copied_ = true;
         return true;
     }
@@ -273,7 +279,7 @@ private:
         for (int p = 0; p < W; ++p) {
             const size_t s = sb_[static_cast<size_t>(p)], r = rb_[static_cast<size_t>(p)];
             if (p == me) {
-                if (s) std::memmove(recv_ + ro, send_ + so, s);
+                if (s) copy_bytes(recv_ + ro, send_ + so, s);
             } else {
                 add_stream(p, true, core_->coll, tag, const_cast<char *>(send_) + so, s, chunk, kDirectWindow);
                 add_stream(p, false, core_->coll, tag, recv_ + ro, r, chunk, kDirectWindow);
