@@ -8,8 +8,9 @@
  * triad. All run on the same ThreadPool, cut into the same pieces as the
  * optimizer cuts its spans, with the streaming kernels built for the same
  * ISA as the optimizer kernels. Repetitions are interleaved, so a drifting
- * machine hits every kernel alike; best and median are reported, and Adam
- * as a percentage of the same-pattern stream (the target is >= 95%).
+ * machine hits every kernel alike, and a round during which other
+ * processes used the CPUs is dropped; best and median are reported, and
+ * Adam as a percentage of the same-pattern stream (the target is >= 95%).
  *
  * usage: bench_adam [--sizes 20,22,24,26] [--threads 1,2] [--reps 15]
  *                   [--thp] [--wait-idle] [--isa baseline|avx2|avx512]
@@ -259,10 +260,32 @@ void bench(size_t n, int threads, const Options &opt) {
 
     for (int w = 0; w < 2; ++w)
         for (Case &c : cases) c.run();  /* warm-up: page faults, caches, clocks */
+    /* A round (every case once) during which other processes took more
+     * than 5% of the CPUs (plus two clock ticks of slack) is dropped and
+     * run again, up to three times the rounds asked for. */
     const Load load0 = Load::now();
-    for (int r = 0; r < opt.reps; ++r)
-        for (Case &c : cases) c.t.push_back(seconds(c.run));
+    int kept = 0, dropped = 0;
+    for (int r = 0; r < 3 * opt.reps && kept < opt.reps; ++r) {
+        const Load before = Load::now();
+        std::vector<double> t;
+        for (Case &c : cases) t.push_back(seconds(c.run));
+        const Load after = Load::now();
+        const double slack = 2.0 / static_cast<double>(sysconf(_SC_CLK_TCK)) /
+                             ((after.wall_s - before.wall_s) *
+                              static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN)));
+        if (after.other_than_us(before) > 0.05 + slack) {
+            ++dropped;
+            continue;
+        }
+        ++kept;
+        for (size_t i = 0; i < cases.size(); ++i) cases[i].t.push_back(t[i]);
+    }
     const double other = Load::now().other_than_us(load0);
+    if (kept == 0) {
+        std::printf("%7d  2^%-3d never quiet enough to measure\n", threads, __builtin_ctzll(n));
+        free_all();
+        return;
+    }
 
     /* The yardstick: the faster of the two forms of the same-pattern stream. */
     auto faster = [&](const char *a, const char *b, bool median) {
@@ -286,7 +309,8 @@ void bench(size_t n, int threads, const Options &opt) {
         }
         std::printf("\n");
     }
-    std::printf("         (other processes used %.1f%% of the CPUs meanwhile)\n", 100.0 * other);
+    std::printf("         (%d rounds kept, %d dropped as disturbed; other processes used %.1f%% "
+                "of the CPUs meanwhile)\n", kept, dropped, 100.0 * other);
     std::fflush(stdout);
     free_all();
 }
