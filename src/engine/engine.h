@@ -201,6 +201,7 @@ private:
     std::unique_ptr<comm::Communicator> comm_;
     std::vector<Bucket> buckets_;      /* stage 2, in flat order across groups */
     std::vector<BucketSlot> slots_;
+    std::vector<char> publish_send_, publish_recv_;  /* all-gather staging, reused */
     std::vector<size_t> in_flight_;    /* launched, not yet completed, oldest first */
     long next_bucket_ = -1;            /* next to launch (descending order) */
     std::unique_ptr<ThreadPool> pool_;

@@ -25,6 +25,7 @@ Engine::MemoryFigures Engine::memory() const {
         for (const auto &s : G.states) m.optimizer += s.capacity() * sizeof(float);
     }
     for (const BucketSlot &b : slots_) m.comm_buffers += (b.buf.capacity() + b.recv.capacity()) * sizeof(float);
+    m.comm_buffers += publish_send_.capacity() + publish_recv_.capacity();
     return m;
 }
 
