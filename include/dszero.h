@@ -256,7 +256,10 @@ DSZ_API dsz_status dsz_loss_scale(dsz_engine *engine, double *multiplier);
  * returns; the host may reuse or free its buffer at once. A parameter with
  * no gradient in a micro-batch counts as zero. Handing over the same
  * parameter twice in one micro-batch is DSZ_ERR_STATE (nothing accumulated).
- * Not collective (for now). */
+ * At ZeRO stage 2 across ranks it may start non-blocking reductions of
+ * completed buckets, so every rank must hand over gradients for the same
+ * parameters in each micro-batch (the order may differ between ranks); it
+ * never waits for other ranks except to keep at most two buckets in flight. */
 DSZ_API dsz_status dsz_grad_ready(dsz_engine *engine, size_t index,
                                   const DLTensor *grad);
 
