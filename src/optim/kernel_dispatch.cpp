@@ -2,23 +2,35 @@
  * kernel_dispatch.cpp -- chooses the optimizer kernels for this CPU, once.
  *
  * __builtin_cpu_supports also checks that the OS saves the wider registers,
- * so a "supported" ISA is safe to run. Tests and benchmarks may force a
+ * so a "supported" ISA is safe to run (F16C is read from CPUID: it needs
+ * no more OS support than AVX, which the avx2 check covers). Tests and benchmarks may force a
  * lesser ISA to compare the builds against each other.
  */
 #include <atomic>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "optim/kernels.h"
 
 namespace dsz {
 namespace optk {
 
+#if defined(__x86_64__) || defined(__i386__)
+/* CPUID.1:ECX.F16C[bit 29]; clang's __builtin_cpu_supports has no "f16c". */
+static bool has_f16c() {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#endif
+
 bool isa_supported(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
     switch (isa) {
     case Isa::baseline: return true;
     case Isa::avx2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     case Isa::avx512:
         return isa_supported(Isa::avx2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
