@@ -82,5 +82,5 @@ foreach(case "late|EXPECTED 12: rank 0: .*reduce_scatter" "exit|EXPECTED 12|exit
     COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi/run_fault.sh ${MPIEXEC_EXECUTABLE} 2
             $<TARGET_FILE:zero_fault> ${mode} 60 "${regex}")
   set_tests_properties(zero_fault_${mode}_np2 PROPERTIES
-    ENVIRONMENT "${DSZ_MPI_TEST_ENV};DSZ_COMM_TIMEOUT=3" LABELS "mpi;fault" TIMEOUT 90 PROCESSORS 2)
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV};DSZ_COMM_TIMEOUT=10" LABELS "mpi;fault" TIMEOUT 90 PROCESSORS 2)
 endforeach()

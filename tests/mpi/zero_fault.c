@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
         if (step == 2 && rank == world - 1) {
             fflush(stdout);
             if (strcmp(mode, "exit") == 0) _exit(0);
-            sleep(8); /* past DSZ_COMM_TIMEOUT */
+            sleep(16); /* past DSZ_COMM_TIMEOUT (10 s) */
             printf("EXPECTED late rank woke up\n");
             fflush(stdout);
             _exit(0);
