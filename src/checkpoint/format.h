@@ -23,6 +23,10 @@ constexpr int kFormatMinor = 0;
 constexpr char kShardMagic[8] = {'D', 'S', 'Z', 'S', 'H', 'A', 'R', 'D'};
 constexpr size_t kShardHeaderBytes = 64;
 
+/* Throws DSZ_ERR_INVALID_ARGUMENT for a tag that is not a plain directory
+ * name (save.cpp). */
+void check_tag(const std::string &tag);
+
 inline std::string shard_name(int rank) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "rank%05d.shard", rank);

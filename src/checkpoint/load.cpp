@@ -20,8 +20,6 @@
 
 namespace dsz {
 
-void check_tag(const std::string &tag);
-
 namespace {
 
 struct LoadedGroup {

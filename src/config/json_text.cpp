@@ -28,58 +28,56 @@ Position position_of(const std::string &text, size_t offset) {
     return p;
 }
 
-/* Blanks out // and block comments outside strings; newlines stay. */
-void blank_comments(std::string &s, const char *what, dsz_status status) {
+/* Calls visit(i) for every character outside JSON strings; visit returns the
+ * index of the last character it consumed. */
+template <class Visit>
+void scan_outside_strings(const std::string &s, Visit &&visit) {
     bool in_string = false;
     for (size_t i = 0; i < s.size(); ++i) {
-        char c = s[i];
         if (in_string) {
-            if (c == '\\')
+            if (s[i] == '\\')
                 ++i;
-            else if (c == '"')
+            else if (s[i] == '"')
                 in_string = false;
-            continue;
-        }
-        if (c == '"') {
+        } else if (s[i] == '"') {
             in_string = true;
-        } else if (c == '/' && i + 1 < s.size() && s[i + 1] == '/') {
-            while (i < s.size() && s[i] != '\n') s[i++] = ' ';
-        } else if (c == '/' && i + 1 < s.size() && s[i + 1] == '*') {
-            size_t end = s.find("*/", i + 2);
-            if (end == std::string::npos) {
-                Position p = position_of(s, i);
-                fail(status, "%s: comment opened at line %zu, column %zu is never closed", what,
-                     p.line, p.column);
-            }
-            for (size_t j = i; j < end + 2; ++j)
-                if (s[j] != '\n') s[j] = ' ';
-            i = end + 1;
-        } else if (c == '#') {
-            /* hjson also takes # line comments */
-            while (i < s.size() && s[i] != '\n') s[i++] = ' ';
+        } else {
+            i = visit(i);
         }
     }
 }
 
+/* Blanks out //, # and block comments outside strings; newlines stay. */
+void blank_comments(std::string &s, const char *what, dsz_status status) {
+    scan_outside_strings(s, [&](size_t i) {
+        const bool line = s[i] == '#' || (s[i] == '/' && i + 1 < s.size() && s[i + 1] == '/'); /* hjson takes # too */
+        if (line) {
+            while (i < s.size() && s[i] != '\n') s[i++] = ' ';
+            return i;
+        }
+        if (s[i] == '/' && i + 1 < s.size() && s[i + 1] == '*') {
+            const size_t end = s.find("*/", i + 2);
+            if (end == std::string::npos) {
+                Position p = position_of(s, i);
+                fail(status, "%s: comment opened at line %zu, column %zu is never closed", what, p.line, p.column);
+            }
+            for (size_t j = i; j < end + 2; ++j)
+                if (s[j] != '\n') s[j] = ' ';
+            return end + 1;
+        }
+        return i;
+    });
+}
+
 /* Blanks out a comma followed only by whitespace and then } or ]. */
 void blank_trailing_commas(std::string &s) {
-    bool in_string = false;
-    for (size_t i = 0; i < s.size(); ++i) {
-        char c = s[i];
-        if (in_string) {
-            if (c == '\\')
-                ++i;
-            else if (c == '"')
-                in_string = false;
-            continue;
-        }
-        if (c == '"') {
-            in_string = true;
-        } else if (c == ',') {
-            size_t j = s.find_first_not_of(" \t\r\n", i + 1);
+    scan_outside_strings(s, [&](size_t i) {
+        if (s[i] == ',') {
+            const size_t j = s.find_first_not_of(" \t\r\n", i + 1);
             if (j != std::string::npos && (s[j] == '}' || s[j] == ']')) s[i] = ' ';
         }
-    }
+        return i;
+    });
 }
 
 void check_duplicates(const cJSON *node, const std::string &path, dsz_status status) {

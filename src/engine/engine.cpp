@@ -10,8 +10,6 @@
 #include "engine/engine.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <unordered_set>
 
 #include "comm/consistency.h"
 #include "common/error.h"

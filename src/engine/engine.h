@@ -82,7 +82,6 @@ struct Bucket {
     size_t filled = 0;             /* ... received in this micro-batch */
     int slot = -1;                 /* index of its buffers in the pool, -1: none */
     comm::Request req;
-    bool launched = false;
 };
 
 /* Stage 2 keeps at most kBucketsInFlight buckets' buffers; they are reused

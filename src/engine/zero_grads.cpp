@@ -109,7 +109,6 @@ void Engine::launch_ready_buckets(bool all) {
         note_memory();
         k.req = comm_->ireduce_scatter(slot.buf.data(), slot.recv.data(), comm::Partition::from_counts(counts),
                                        comm::ElemType::f32, comm::ReduceOp::sum);
-        k.launched = true;
         in_flight_.push_back(static_cast<size_t>(next_bucket_));
         if (!cfg_.zero.overlap_comm) {
             complete_bucket(k);
@@ -134,7 +133,6 @@ void Engine::complete_bucket(Bucket &k) {
     slot.busy = false;
     k.slot = -1;
     k.filled = 0;
-    k.launched = false;
 }
 
 /* End of a micro-batch at stage 2: launch what is left, complete every
