@@ -1,6 +1,7 @@
 /* files.cpp -- see files.h. */
 #include "checkpoint/files.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,7 +26,7 @@ uint32_t crc32_of(const void *data, size_t n, uint32_t crc) {
     return crc;
 }
 
-FileWriter::FileWriter(const std::string &path) : path_(path) {
+FileWriter::FileWriter(const std::string &path, uint64_t chunk_bytes) : path_(path), chunk_bytes_(chunk_bytes) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) fail(DSZ_ERR_IO, "cannot create %s: %s", path.c_str(), std::strerror(errno));
 }
@@ -36,7 +37,32 @@ FileWriter::~FileWriter() {
 
 void FileWriter::write(const void *data, size_t n) {
     const char *p = static_cast<const char *>(data);
-    crc_ = crc32_of(data, n, crc_);
+    if (!chunk_bytes_) {
+        crc_ = crc32_of(data, n, crc_);
+        write_raw(p, n);
+        return;
+    }
+    /* Chunk by chunk: each is checksummed while it is still in cache, then written. */
+    while (n > 0) {
+        const size_t take = static_cast<size_t>(std::min<uint64_t>(n, chunk_bytes_ - chunk_fill_));
+        chunk_crc_ = crc32_of(p, take, chunk_crc_);
+        write_raw(p, take);
+        chunk_fill_ += take;
+        if (chunk_fill_ == chunk_bytes_) end_chunk();
+        p += take;
+        n -= take;
+    }
+}
+
+/* The whole-file CRC is combined from the chunks' (zlib crc32_combine), not computed twice. */
+void FileWriter::end_chunk() {
+    chunk_crcs_.push_back(chunk_crc_);
+    crc_ = static_cast<uint32_t>(::crc32_combine(crc_, chunk_crc_, static_cast<z_off_t>(chunk_fill_)));
+    chunk_crc_ = 0;
+    chunk_fill_ = 0;
+}
+
+void FileWriter::write_raw(const char *p, size_t n) {
     bytes_ += n;
     while (n > 0) {
         ssize_t w = ::write(fd_, p, n);
@@ -48,6 +74,7 @@ void FileWriter::write(const void *data, size_t n) {
 }
 
 void FileWriter::close() {
+    if (chunk_bytes_ && chunk_fill_ > 0) end_chunk();
     if (::fsync(fd_) != 0) fail(DSZ_ERR_IO, "cannot sync %s: %s", path_.c_str(), std::strerror(errno));
     const int fd = fd_;
     fd_ = -1;

@@ -14,21 +14,31 @@
 
 namespace dsz {
 
-/* Streams a file out with a running CRC-32; close() fsyncs. */
+/* Streams a file out with a running CRC-32 of the whole file and, when
+ * chunk_bytes > 0, one per chunk_bytes of it (the last may be shorter);
+ * close() fsyncs. The checksums are final after close(). */
 class FileWriter {
 public:
-    explicit FileWriter(const std::string &path);
+    explicit FileWriter(const std::string &path, uint64_t chunk_bytes = 0);
     ~FileWriter();
     void write(const void *data, size_t n);
     void close();
     uint32_t crc() const { return crc_; }
     uint64_t bytes() const { return bytes_; }
+    const std::vector<uint32_t> &chunk_crcs() const { return chunk_crcs_; }
 
 private:
+    void write_raw(const char *p, size_t n);
+    void end_chunk();
+
     std::string path_;
     int fd_ = -1;
     uint32_t crc_ = 0;
     uint64_t bytes_ = 0;
+    uint64_t chunk_bytes_ = 0;
+    uint64_t chunk_fill_ = 0;      /* bytes in the current chunk */
+    uint32_t chunk_crc_ = 0;
+    std::vector<uint32_t> chunk_crcs_;
 };
 
 std::string path_join(const std::string &a, const std::string &b);

@@ -5,7 +5,10 @@
  * counters, scaler and schedule state, client state, a CRC-32 per file) and
  * one shard file per rank with that rank's fp32 master partition and
  * optimizer states. The major version changes when an old reader could
- * misread a new checkpoint; readers refuse unknown majors.
+ * misread a new checkpoint; readers refuse unknown majors. Minor versions
+ * add what old readers may ignore: 1.1 adds a CRC-32 per chunk of each
+ * shard, so a reader that needs a few ranges (resharding, consolidation)
+ * verifies only what it reads; 1.0 checkpoints still load.
  */
 #pragma once
 
@@ -19,7 +22,14 @@ constexpr const char *kManifestName = "manifest.json";
 constexpr const char *kLatestName = "latest";
 constexpr const char *kFormatName = "dszero-checkpoint";
 constexpr int kFormatMajor = 1;
-constexpr int kFormatMinor = 0;
+constexpr int kFormatMinor = 1;
+/* Bytes per checksummed chunk of a shard (format >= 1.1): a reader reads at
+ * most one chunk more than it needs at each end of a range. */
+constexpr uint64_t kShardChunkBytes = uint64_t(4) << 20;
+
+/* kShardChunkBytes, or DSZ_CHECKPOINT_CHUNK_BYTES when set (a testing knob:
+ * small chunks exercise the chunked paths with small models). */
+uint64_t shard_chunk_bytes();
 constexpr char kShardMagic[8] = {'D', 'S', 'Z', 'S', 'H', 'A', 'R', 'D'};
 constexpr size_t kShardHeaderBytes = 64;
 

@@ -11,6 +11,7 @@
  */
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "checkpoint/files.h"
@@ -31,6 +32,16 @@ void check_tag(const std::string &tag) {
              tag.c_str());
 }
 
+uint64_t shard_chunk_bytes() {
+    const char *env = std::getenv("DSZ_CHECKPOINT_CHUNK_BYTES");
+    if (!env || !*env) return kShardChunkBytes;
+    char *end = nullptr;
+    const unsigned long long v = std::strtoull(env, &end, 10);
+    if (*end || v < 1)
+        fail(DSZ_ERR_INVALID_ARGUMENT, "DSZ_CHECKPOINT_CHUNK_BYTES=\"%s\" is not a positive number of bytes", env);
+    return v;
+}
+
 static cJSON *shape_json(const std::vector<int64_t> &shape) {
     cJSON *a = cJSON_CreateArray();
     for (int64_t d : shape) cJSON_AddItemToArray(a, cJSON_CreateNumber(static_cast<double>(d)));
@@ -40,9 +51,10 @@ static cJSON *shape_json(const std::vector<int64_t> &shape) {
 /* This rank's shard: a header, then per group its master partition and each
  * optimizer state, fp32, little-endian; the arrays' offsets are the same on
  * every rank. Returns the shard's file name. */
-std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t *bytes) {
+std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t *bytes,
+                                std::vector<uint32_t> *chunk_crcs) {
     const std::string shard = shard_name(rank_);
-    FileWriter w(path_join(dir, shard));
+    FileWriter w(path_join(dir, shard), shard_chunk_bytes());
     char header[kShardHeaderBytes] = {};
     std::memcpy(header, kShardMagic, sizeof kShardMagic);
     const uint32_t hv[4] = {static_cast<uint32_t>(kFormatMajor), static_cast<uint32_t>(kFormatMinor),
@@ -60,11 +72,14 @@ std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t 
     w.close();
     *crc = w.crc();
     *bytes = w.bytes();
+    *chunk_crcs = w.chunk_crcs();
     return shard;
 }
 
-static cJSON *manifest_files(const std::vector<uint64_t> &info, int world, const std::vector<std::string> &kinds,
+static cJSON *manifest_files(const std::vector<uint64_t> &info, const std::vector<uint32_t> &chunk_crcs,
+                             uint64_t chunk_bytes, int world, const std::vector<std::string> &kinds,
                              const std::vector<size_t> &partitions) {
+    const size_t per_rank = chunk_crcs.size() / static_cast<size_t>(world);
     cJSON *files = cJSON_CreateArray();
     for (int r = 0; r < world; ++r) {
         cJSON *jf = cJSON_CreateObject();
@@ -73,6 +88,10 @@ static cJSON *manifest_files(const std::vector<uint64_t> &info, int world, const
         cJSON_AddNumberToObject(jf, "rank", r);
         cJSON_AddNumberToObject(jf, "bytes", static_cast<double>(info[2 * static_cast<size_t>(r)]));
         cJSON_AddNumberToObject(jf, "crc32", static_cast<double>(info[2 * static_cast<size_t>(r) + 1]));
+        cJSON_AddNumberToObject(jf, "chunk_bytes", static_cast<double>(chunk_bytes));
+        cJSON *crcs = cJSON_AddArrayToObject(jf, "chunk_crc32");
+        for (size_t c = 0; c < per_rank; ++c)
+            cJSON_AddItemToArray(crcs, cJSON_CreateNumber(chunk_crcs[static_cast<size_t>(r) * per_rank + c]));
         cJSON *arrays = cJSON_AddArrayToObject(jf, "arrays");
         uint64_t off = kShardHeaderBytes;
         for (size_t g = 0; g < partitions.size(); ++g)
@@ -131,16 +150,24 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
         make_dirs(tmp);
     });
     std::vector<uint64_t> info(2 * static_cast<size_t>(world_), 0);
+    std::vector<uint32_t> my_chunks;
+    const uint64_t chunk_bytes = shard_chunk_bytes();
     phase([&] {
         uint32_t crc = 0;
         uint64_t bytes = 0;
-        write_shard(tmp, &crc, &bytes);
+        write_shard(tmp, &crc, &bytes, &my_chunks);
         info[2 * static_cast<size_t>(rank_)] = bytes;
         info[2 * static_cast<size_t>(rank_) + 1] = crc;
     });
+    /* Every rank's shard has the same size (equal partitions), hence as many chunks. */
+    std::vector<uint32_t> chunks(my_chunks.size() * static_cast<size_t>(world_));
     if (world_ > 1) {
         const uint64_t mine[2] = {info[2 * static_cast<size_t>(rank_)], info[2 * static_cast<size_t>(rank_) + 1]};
         comm_->all_gather(mine, info.data(), comm::Partition::even(info.size(), world_), sizeof(uint64_t));
+        comm_->all_gather(my_chunks.data(), chunks.data(), comm::Partition::even(chunks.size(), world_),
+                          sizeof(uint32_t));
+    } else {
+        chunks = my_chunks;
     }
     phase([&] {
         if (rank_ != 0) return;
@@ -213,7 +240,7 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
                 cJSON_AddNumberToObject(o, "numel", static_cast<double>(p.host.numel));
             }
         }
-        cJSON_AddItemToObject(m.get(), "files", manifest_files(info, world_, kinds, partitions));
+        cJSON_AddItemToObject(m.get(), "files", manifest_files(info, chunks, chunk_bytes, world_, kinds, partitions));
         cJSON_AddItemToObject(m.get(), "client_state", client.release());
 
         char *text = cJSON_Print(m.get());

@@ -168,7 +168,7 @@ private:
     void refresh_schedule();
     void write_back_all();             /* master -> host tensors, then publish */
     std::string load_verified(const std::string &dir, const std::string &tag, uint32_t flags);
-    std::string write_shard(const std::string &dir, uint32_t *crc, uint64_t *bytes);
+    std::string write_shard(const std::string &dir, uint32_t *crc, uint64_t *bytes, std::vector<uint32_t> *chunk_crcs);
     /* ZeRO (src/engine/zero_*.cpp) */
     size_t local_of(const GroupState &G, size_t flat) const { return flat - G.base; }
     void build_buckets();
