@@ -98,8 +98,11 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
     }
     std::unique_ptr<ShardReader> reader;
     int reader_file = -1;
+    uint64_t bytes_read = 0, bytes_saved = 0;
+    for (const ManifestFile &f : m.files) bytes_saved += f.bytes;
     for (const ShardCopy &c : copies) { /* ordered by file, then offset */
         if (c.file != reader_file) {
+            if (reader) bytes_read += reader->bytes_read();
             reader.reset(new ShardReader(cdir, m.files[static_cast<size_t>(c.file)]));
             reader_file = c.file;
         }
@@ -108,7 +111,10 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
         const size_t at = target.ranges[c.group].first - groups_[c.group].base + c.dst;
         reader->read(c.src, c.count * sizeof(float), arr.data() + at);
     }
+    if (reader) bytes_read += reader->bytes_read();
     reader.reset();
+    log_.logf(DSZ_LOG_DEBUG, "dsz_load: rank %d read %llu of the checkpoint's %llu shard bytes", rank_,
+              static_cast<unsigned long long>(bytes_read), static_cast<unsigned long long>(bytes_saved));
     std::string client_text = m.client_state;
     const LossScalerState &ls = m.loss_scaler;
     const int64_t t = m.last_batch_iteration;

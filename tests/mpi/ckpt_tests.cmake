@@ -1,0 +1,10 @@
+# ckpt_tests.cmake -- checkpoint tests that need several processes (included
+# from tests/CMakeLists.txt when the MPI backend is built).
+#   ckpt_reshard_np4   save at one world size / stage, load at another
+#   ckpt_resume_np*    save, load in a fresh mpirun job, continue: bit for bit
+add_executable(ckpt_reshard ${CMAKE_CURRENT_SOURCE_DIR}/mpi/ckpt_reshard.c)
+target_link_libraries(ckpt_reshard PRIVATE dszero MPI::MPI_C m)
+add_test(NAME ckpt_reshard_np4
+  COMMAND ${MPIEXEC_EXECUTABLE} -np 4 --bind-to none $<TARGET_FILE:ckpt_reshard>)
+set_tests_properties(ckpt_reshard_np4 PROPERTIES
+  ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;checkpoint" TIMEOUT 300 PROCESSORS 4)
