@@ -144,7 +144,7 @@ static void config_json(char *buf, size_t n, int stage, int bits, int bf) {
              "\"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_num_steps\": 5, \"warmup_max_lr\": 0.01}}}",
              stage,
              bits == 32 ? "" : bf ? "\"bf16\": {\"enabled\": true}, "
-                                  : "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 8, \"loss_scale_window\": 4}, ");
+                                  : "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 16, \"loss_scale_window\": 4}, ");
 }
 
 /* An engine on `comm` (NULL: MPI_COMM_WORLD) with the model registered. */
@@ -172,7 +172,7 @@ static dsz_engine *engine_on(MPI_Comm *comm, int stage, model *m, dsz_log_fn log
     return e;
 }
 
-static double max_rel(const float *a, const float *b, size_t n) {
+static inline double max_rel(const float *a, const float *b, size_t n) {
     double worst = 0;
     for (size_t i = 0; i < n; ++i) {
         const double d = fabs((double)a[i] - b[i]) / fmax(fabs((double)b[i]), 1e-3);

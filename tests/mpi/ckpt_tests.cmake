@@ -8,3 +8,12 @@ add_test(NAME ckpt_reshard_np4
   COMMAND ${MPIEXEC_EXECUTABLE} -np 4 --bind-to none $<TARGET_FILE:ckpt_reshard>)
 set_tests_properties(ckpt_reshard_np4 PROPERTIES
   ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;checkpoint" TIMEOUT 300 PROCESSORS 4)
+
+add_executable(ckpt_resume ${CMAKE_CURRENT_SOURCE_DIR}/mpi/ckpt_resume.c)
+target_link_libraries(ckpt_resume PRIVATE dszero MPI::MPI_C m)
+foreach(np 1 2)
+  add_test(NAME ckpt_resume_np${np}
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi/run_resume.sh ${MPIEXEC_EXECUTABLE} ${np} $<TARGET_FILE:ckpt_resume>)
+  set_tests_properties(ckpt_resume_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;checkpoint" TIMEOUT 300 PROCESSORS ${np})
+endforeach()
