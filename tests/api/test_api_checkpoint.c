@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char root[256];
@@ -291,12 +293,106 @@ static void test_failed_save_keeps_previous(void **state) {
     cleanup_root();
 }
 
+/* A checkpoint of format 1.0 (a whole-file CRC per shard, no chunk
+ * checksums) still loads, and its checksum is still enforced. */
+static void test_format_1_0_still_loads(void **state) {
+    (void)state;
+    make_root();
+    toy_model m;
+    dsz_engine *e = saved_engine(&m);
+    char mpath[512], spath[512];
+    snprintf(mpath, sizeof mpath, "%s/good/manifest.json", root);
+    snprintf(spath, sizeof spath, "%s/good/rank00000.shard", root);
+    long mlen, slen;
+    char *manifest = slurp(mpath, &mlen);
+    char *a = strstr(manifest, "\"chunk_bytes\"");
+    assert_non_null(a);
+    char *b = strchr(strstr(a, "\"chunk_crc32\""), ']');
+    b = strchr(b, ',') + 1;
+    memmove(a, b, strlen(b) + 1);
+    char *v = strstr(manifest, "\"format_version\"");
+    char *minor = strchr(strchr(v, '1') + 1, '1');
+    *minor = '0';
+    spit(mpath, manifest, (long)strlen(manifest));
+    assert_null(strstr(manifest, "chunk"));
+
+    dsz_engine *f = engine_from_json(CONFIGS[0]);
+    toy_model mf;
+    toy_make(&mf, dt_f32());
+    toy_register(f, &mf);
+    assert_ok(dsz_load(f, root, "good", 0, NULL));
+    assert_memory_equal(mf.w.data, m.w.data, 60);
+    char *shard = slurp(spath, &slen);
+    shard[slen - 3] ^= 1;
+    spit(spath, shard, slen);
+    assert_status(dsz_load(f, root, "good", 0, NULL), DSZ_ERR_CHECKPOINT, "rank00000.shard is corrupt: its CRC-32");
+    free(shard);
+    free(manifest);
+    dsz_engine_free(f);
+    toy_free(&mf);
+    dsz_engine_free(e);
+    toy_free(&m);
+    cleanup_root();
+}
+
+/* A directory the process may not write into: the save fails with the path
+ * and the reason, leaves nothing behind, and the old checkpoint still loads.
+ * As root (CI) permissions do not stop us, so a child process drops to
+ * user nobody first. */
+static void test_unwritable_directory(void **state) {
+    (void)state;
+    make_root();
+    toy_model m;
+    dsz_engine *e = saved_engine(&m);
+    dsz_engine_free(e);
+    toy_free(&m);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "chmod 0755 %s && ls -A %s > %s.before", root, root, root);
+    assert_int_equal(system(cmd), 0);
+    fflush(NULL);
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (geteuid() == 0) {
+            if (setuid(65534) != 0) _exit(10);
+        } else if (chmod(root, 0555) != 0) {
+            _exit(11);
+        }
+        toy_model mc;
+        dsz_engine *c = engine_from_json(CONFIGS[0]);
+        toy_make(&mc, dt_f32());
+        toy_register(c, &mc);
+        int bad = 0;
+        if (dsz_save(c, root, "other", NULL) != DSZ_ERR_IO || !strstr(dsz_last_error(), "Permission denied") ||
+            !strstr(dsz_last_error(), root)) bad |= 1;
+        if (dsz_save(c, root, "good", NULL) != DSZ_ERR_IO) bad |= 2; /* replacing is refused the same way */
+        if (bad) fprintf(stderr, "unexpected: %s\n", dsz_last_error());
+        _exit(bad ? 20 + bad : 0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    snprintf(cmd, sizeof cmd, "chmod 0755 %s && ls -A %s | cmp -s - %s.before && rm %s.before", root, root, root, root);
+    assert_int_equal(system(cmd), 0);
+    dsz_engine *f = engine_from_json(CONFIGS[0]);
+    toy_model mf;
+    toy_make(&mf, dt_f32());
+    toy_register(f, &mf);
+    assert_ok(dsz_load(f, root, NULL, 0, NULL));
+    dsz_engine_free(f);
+    toy_free(&mf);
+    cleanup_root();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_is_bitwise),
         cmocka_unit_test(test_damaged_checkpoints_refused),
         cmocka_unit_test(test_latest_tags_and_module_only),
         cmocka_unit_test(test_failed_save_keeps_previous),
+        cmocka_unit_test(test_unwritable_directory),
+        cmocka_unit_test(test_format_1_0_still_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 # from tests/CMakeLists.txt when the MPI backend is built).
 #   ckpt_reshard_np4   save at one world size / stage, load at another
 #   ckpt_resume_np*    save, load in a fresh mpirun job, continue: bit for bit
+#   ckpt_kill_mpirun_np2  kill -9 a 2-rank saving job at random moments
 add_executable(ckpt_reshard ${CMAKE_CURRENT_SOURCE_DIR}/mpi/ckpt_reshard.c)
 target_link_libraries(ckpt_reshard PRIVATE dszero MPI::MPI_C m)
 add_test(NAME ckpt_reshard_np4
@@ -17,3 +18,9 @@ foreach(np 1 2)
   set_tests_properties(ckpt_resume_np${np} PROPERTIES
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;checkpoint" TIMEOUT 300 PROCESSORS ${np})
 endforeach()
+
+# ckpt_kill (tests/CMakeLists.txt) with a 2-rank mpirun job as the saver: every process of the job killed
+add_test(NAME ckpt_kill_mpirun_np2
+  COMMAND ckpt_kill ${PROJECT_BINARY_DIR}/ckpt_kill_mpirun 12 25 ${MPIEXEC_EXECUTABLE} 2)
+set_tests_properties(ckpt_kill_mpirun_np2 PROPERTIES
+  ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "checkpoint;mpi" TIMEOUT 120 PROCESSORS 2)
