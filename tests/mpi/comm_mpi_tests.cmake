@@ -47,7 +47,7 @@ foreach(case ${DSZ_FAULT_CASES})
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "unit;mpi;fault" TIMEOUT 90 PROCESSORS ${np})
 endforeach()
 
-# ZeRO stages 0-2 across ranks (tests/mpi/zero_parity.c): parity, one-rank
+# ZeRO stages 0-3 across ranks (tests/mpi/zero_parity.c): parity, one-rank
 # agreement, global overflow skip, checkpoint resume.
 add_executable(zero_parity ${CMAKE_CURRENT_SOURCE_DIR}/mpi/zero_parity.c)
 target_link_libraries(zero_parity PRIVATE dszero MPI::MPI_C m)
