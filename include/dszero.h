@@ -436,8 +436,8 @@ DSZ_API dsz_status dsz_save(dsz_engine *engine, const char *dir,
 
 /* Loads dir/<tag> (tag NULL: the tag named by dir/latest) into an engine
  * whose parameters are registered, writing the weights into the host's
- * tensors. `client_state_json` may be NULL; otherwise it receives the client
- * state saved with the checkpoint ("null" when none), which the caller
+ * tensors (at stage 3: refreshing the gathered buffers). `client_state_json`
+ * may be NULL; otherwise it receives the client state saved with the checkpoint ("null" when none), which the caller
  * releases with dsz_string_free. Every file is verified (checksums, layout,
  * names, shapes, dtypes) before anything is changed: on any error the
  * engine and the host tensors are unchanged. Collective when world_size > 1. */

@@ -135,11 +135,20 @@ void Engine::finish_fetch(int64_t id) {
         if (f.params.size() > 4) s += strprintf(" and %zu more", f.params.size() - 4);
         return s;
     };
+    /* A failed fetch leaves its parameters unavailable, as before it started. */
+    auto abandon = [&](dsz_status status, const std::string &message) {
+        for (size_t i : f.params) {
+            params_[i].fetch = -1;
+            if (params_[i].refs == 0) drop_values(params_[i]);
+        }
+        fetches_.erase(it);
+        fail(status, "%s", message.c_str());
+    };
     try {
         waiting([&] { f.req.wait(); });
     } catch (const Error &e) {
-        fail(e.status(), "dsz_gather: fetching %s failed (did every rank gather the same parameters in the same "
-                         "order?): %s", list().c_str(), e.what());
+        abandon(e.status(), strprintf("fetching %s failed (did every rank gather the same parameters in the same "
+                                      "order?): %s", list().c_str(), e.what()));
     }
     const DType dt = params_[f.params[0]].host.dtype;
     const size_t es = dtype_size(dt);
@@ -149,10 +158,10 @@ void Engine::finish_fetch(int64_t id) {
         uint64_t header[2];
         std::memcpy(header, f.recv.data() + base, kHeaderBytes);
         if (header[0] != static_cast<uint64_t>(f.id) || header[1] != hash)
-            fail(DSZ_ERR_COMM,
-                 "dsz_gather: rank %d fetched other parameters than rank %d (which fetched %s): every rank must "
-                 "gather, release and prefetch the same parameters in the same order at ZeRO stage 3",
-                 r, rank_, list().c_str());
+            abandon(DSZ_ERR_COMM,
+                    strprintf("rank %d fetched other parameters than rank %d (which fetched %s): every rank must "
+                              "gather, release and prefetch the same parameters in the same order at ZeRO stage 3",
+                              r, rank_, list().c_str()));
         size_t at = base + kHeaderBytes;
         for (size_t i : f.params) {
             ParamRecord &p = params_[i];
