@@ -95,13 +95,20 @@ static void model_make(model *m, int bits, int bf, unsigned seed) {
     }
 }
 
-/* The parameters, concatenated. */
-static unsigned char *model_copy(const model *m) {
+/* The engine's current parameters, concatenated. Through dsz_gather, so
+ * that it works at stage 3 too (where the registered tensors are not
+ * updated); collective at stage 3. */
+static unsigned char *params_copy(dsz_engine *e, const model *m) {
+    size_t idx[NP];
+    DLTensor t[NP];
+    for (int i = 0; i < NP; ++i) idx[i] = (size_t)i;
+    OK(dsz_gather(e, idx, NP, t));
     unsigned char *out = malloc(model_bytes(m)), *p = out;
     for (int i = 0; i < NP; ++i) {
-        memcpy(p, m->data[i], numel(i) * (size_t)m->bits / 8);
+        memcpy(p, t[i].data, numel(i) * (size_t)m->bits / 8);
         p += numel(i) * (size_t)m->bits / 8;
     }
+    OK(dsz_release(e, idx, NP));
     return out;
 }
 
