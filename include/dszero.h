@@ -445,6 +445,25 @@ DSZ_API dsz_status dsz_load(dsz_engine *engine, const char *dir,
                             const char *tag, uint32_t flags,
                             char **client_state_json);
 
+/* ------------------------------------------------------------------------- */
+/* Checkpoint consolidation (docs/checkpoint.md)                              */
+/* ------------------------------------------------------------------------- */
+
+/* Writes the full weights of the checkpoint dir/<tag> (tag NULL: the one
+ * dir/latest names) as one safetensors file at out_path: every parameter
+ * under its registered name and shape, in registration order within each
+ * group, from the fp32 master weights converted to `dtype` (float32, float16
+ * or bfloat16: DLPack code kDLFloat bits 32/16 or kDLBfloat bits 16, lanes
+ * 1; anything else is DSZ_ERR_DTYPE). Readable by the Python safetensors
+ * package (safetensors.torch.load_file) and by PyTorch.
+ * Streams parameter by parameter: memory stays near one 16 MiB piece plus
+ * one checksum chunk, whatever the model's size; every byte read is
+ * verified against the manifest's checksums. The file is written beside
+ * out_path, synced and renamed: on any error out_path is unchanged. Needs no
+ * engine; not collective; blocks until written. */
+DSZ_API dsz_status dsz_consolidate(const char *dir, const char *tag,
+                                   const char *out_path, DLDataType dtype);
+
 #ifdef __cplusplus
 }
 #endif

@@ -143,19 +143,23 @@ void commit_dir(const std::string &from, const std::string &to) {
     fsync_dir(parent_of(to));
 }
 
+void publish_file(const std::string &tmp, const std::string &path) {
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+        fail(DSZ_ERR_IO, "cannot rename %s to %s: %s", tmp.c_str(), path.c_str(), std::strerror(errno));
+    fsync_dir(parent_of(path));
+}
+
 void write_file_atomic(const std::string &path, const std::string &text) {
     const std::string tmp = path + ".tmp." + std::to_string(::getpid());
     try {
         FileWriter w(tmp);
         w.write(text.data(), text.size());
         w.close();
-        if (::rename(tmp.c_str(), path.c_str()) != 0)
-            fail(DSZ_ERR_IO, "cannot rename %s to %s: %s", tmp.c_str(), path.c_str(), std::strerror(errno));
+        publish_file(tmp, path);
     } catch (...) {
         ::unlink(tmp.c_str());
         throw;
     }
-    fsync_dir(parent_of(path));
 }
 
 std::string read_file(const std::string &path, const char *what) {

@@ -49,6 +49,9 @@ void fsync_dir(const std::string &path);
 /* Makes `from` visible as `to`, atomically replacing an existing `to`
  * (whose old contents are removed afterwards). */
 void commit_dir(const std::string &from, const std::string &to);
+/* Makes the complete, synced file `tmp` visible as `path` (rename, then
+ * fsync of the directory). */
+void publish_file(const std::string &tmp, const std::string &path);
 /* Writes `text` into `path` through a temporary file and a rename. */
 void write_file_atomic(const std::string &path, const std::string &text);
 std::string read_file(const std::string &path, const char *what);

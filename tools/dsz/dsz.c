@@ -3,9 +3,10 @@
  *
  *   dsz report            version, features, run-time libraries
  *   dsz config FILE       validate a DeepSpeed config and print it resolved
+ *   dsz consolidate DIR   a checkpoint's weights as one safetensors file
  *
- * Later subcommands (estimate, consolidate) join here; each lives in its own
- * file and is listed in the table below.
+ * Later subcommands join here; each lives in its own file and is listed in
+ * the table below.
  */
 #include <dszero.h>
 
@@ -13,6 +14,7 @@
 #include <string.h>
 
 int dsz_cmd_report(int argc, char **argv);
+int dsz_cmd_consolidate(int argc, char **argv);
 
 static int cmd_config(int argc, char **argv) {
     if (argc < 2) {
@@ -40,6 +42,7 @@ static const struct {
 } commands[] = {
     {"report", dsz_cmd_report, "version, compiled-in features, libraries found at run time"},
     {"config", cmd_config, "validate a DeepSpeed config and print it fully resolved"},
+    {"consolidate", dsz_cmd_consolidate, "write a checkpoint's full weights as one safetensors file"},
 };
 
 int main(int argc, char **argv) {
@@ -49,6 +52,6 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "usage: dsz COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
-        fprintf(stderr, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(stderr, "  %-12s %s\n", commands[i].name, commands[i].help);
     return argc >= 2 && strcmp(argv[1], "--help") != 0 ? 2 : 0;
 }

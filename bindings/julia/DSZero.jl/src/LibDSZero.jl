@@ -313,4 +313,8 @@ dsz_load(engine, dir, tag, flags, client_state_json) =
     ccall(sym(:dsz_load), dsz_status, (Ptr{dsz_engine}, Cstring, Ptr{Cchar}, UInt32, Ptr{Ptr{Cchar}}),
           engine, dir, tag, flags, client_state_json)
 
+# Checkpoint consolidation
+dsz_consolidate(dir, tag, out_path, dtype) =
+    ccall(sym(:dsz_consolidate), dsz_status, (Cstring, Ptr{Cchar}, Cstring, DLDataType), dir, tag, out_path, dtype)
+
 end # module LibDSZero

@@ -247,4 +247,12 @@ unsafe extern "C" {
         flags: u32,
         client_state_json: *mut *mut c_char,
     ) -> dsz_status;
+
+    // Checkpoint consolidation
+    pub fn dsz_consolidate(
+        dir: *const c_char,
+        tag: *const c_char,
+        out_path: *const c_char,
+        dtype: DLDataType,
+    ) -> dsz_status;
 }

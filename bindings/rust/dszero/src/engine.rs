@@ -351,3 +351,19 @@ impl Drop for Engine<'_> {
         unsafe { sys::dsz_engine_free(self.raw.as_ptr()) };
     }
 }
+
+/// Writes the full weights of the checkpoint `dir/<tag>` (tag `None`: the
+/// one `dir/latest` names) as one safetensors file at `out`, in `dtype`
+/// (from the fp32 masters). Streams: memory stays near one 16 MiB piece.
+/// Needs no engine; on error `out` is unchanged.
+pub fn consolidate(
+    dir: impl AsRef<Path>,
+    tag: Option<&str>,
+    out: impl AsRef<Path>,
+    dtype: crate::Dtype,
+) -> Result<()> {
+    let dir = path_cstring(dir.as_ref())?;
+    let tag = opt_cstring(tag, "tag")?;
+    let out = path_cstring(out.as_ref())?;
+    check(unsafe { sys::dsz_consolidate(dir.as_ptr(), opt_ptr(&tag), out.as_ptr(), dtype.to_dlpack()) })
+}

@@ -34,3 +34,4 @@ pub use info::{
 };
 pub use options::{InitOptions, LogLevel};
 pub use param::{Dtype, Element, Param, ParamBuffer, ParamGroup, ParamView};
+pub use engine::consolidate;

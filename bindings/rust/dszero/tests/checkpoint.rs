@@ -80,3 +80,28 @@ fn load_errors_leave_the_engine_usable() {
     assert_eq!(eng.param(0).unwrap().to_f32_vec(), vec![0.5f32; 6]);
     micro_step(&mut eng, 0);
 }
+
+/// consolidate writes a safetensors file whose data is the engine's weights.
+#[test]
+fn consolidate_to_safetensors() {
+    let dir = common::TempDir::new("consolidate");
+    let mut a = vec![0.25f32; 6];
+    let mut eng = Engine::new(CFG, &common::quiet()).unwrap();
+    eng.register_params(vec![Param::f32("layer.w", &[2, 3], &mut a).unwrap()])
+        .unwrap();
+    micro_step(&mut eng, 0);
+    eng.save(&dir.0, Some("t"), None).unwrap();
+    let out = dir.0.join("model.safetensors");
+    dszero::consolidate(&dir.0, None, &out, dszero::Dtype::F32).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    assert!(header.contains(r#""layer.w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}"#));
+    let data: Vec<f32> = bytes[8 + n..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(data, eng.param(0).unwrap().to_f32_vec());
+    let err = dszero::consolidate(&dir.0, Some("missing"), &out, dszero::Dtype::F32).unwrap_err();
+    assert_eq!(err.status, Status::NotFound);
+}
