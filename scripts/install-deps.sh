@@ -3,7 +3,7 @@
 # Idempotent: packages already present are left alone; safe to run again.
 set -eu
 PKGS="build-essential cmake ninja-build pkg-config libcjson-dev libaio-dev libopenmpi-dev openmpi-bin
-libcmocka-dev zlib1g-dev swig libdlpack-dev python3-torch python3-numpy python3-pytest"
+libcmocka-dev zlib1g-dev libisal-dev swig libdlpack-dev python3-torch python3-numpy python3-pytest"
 
 missing=""
 for p in $PKGS; do

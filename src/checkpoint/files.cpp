@@ -10,12 +10,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#ifdef DSZ_HAVE_ISAL
+#include <isa-l/crc.h>
+#endif
 
+#include "checkpoint/direct_writer.h"
 #include "common/error.h"
 
 namespace dsz {
 
 uint32_t crc32_of(const void *data, size_t n, uint32_t crc) {
+#ifdef DSZ_HAVE_ISAL
+    return ::crc32_gzip_refl(crc, static_cast<const unsigned char *>(data), n); /* zlib's CRC-32, faster */
+#else
     const unsigned char *p = static_cast<const unsigned char *>(data);
     while (n > 0) {
         const uInt chunk = n > (1u << 30) ? (1u << 30) : static_cast<uInt>(n);
@@ -24,14 +31,23 @@ uint32_t crc32_of(const void *data, size_t n, uint32_t crc) {
         n -= chunk;
     }
     return crc;
+#endif
 }
 
-FileWriter::FileWriter(const std::string &path, uint64_t chunk_bytes) : path_(path), chunk_bytes_(chunk_bytes) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+FileWriter::FileWriter(const std::string &path, uint64_t chunk_bytes, bool direct)
+    : path_(path), chunk_bytes_(chunk_bytes) {
+    const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+    if (direct) {
+        fd_ = ::open(path.c_str(), flags | O_DIRECT, 0644);
+        if (fd_ >= 0) direct_.reset(new DirectWriter(fd_, path));
+        else if (errno != EINVAL) fail(DSZ_ERR_IO, "cannot create %s: %s", path.c_str(), std::strerror(errno));
+    }
+    if (fd_ < 0) fd_ = ::open(path.c_str(), flags, 0644); /* also where O_DIRECT is refused */
     if (fd_ < 0) fail(DSZ_ERR_IO, "cannot create %s: %s", path.c_str(), std::strerror(errno));
 }
 
 FileWriter::~FileWriter() {
+    direct_.reset(); /* waits for its writes */
     if (fd_ >= 0) ::close(fd_);
 }
 
@@ -64,6 +80,10 @@ void FileWriter::end_chunk() {
 
 void FileWriter::write_raw(const char *p, size_t n) {
     bytes_ += n;
+    if (direct_) {
+        direct_->write(p, n);
+        return;
+    }
     while (n > 0) {
         ssize_t w = ::write(fd_, p, n);
         if (w < 0 && errno == EINTR) continue;
@@ -75,6 +95,7 @@ void FileWriter::write_raw(const char *p, size_t n) {
 
 void FileWriter::close() {
     if (chunk_bytes_ && chunk_fill_ > 0) end_chunk();
+    if (direct_) direct_->finish();
     if (::fsync(fd_) != 0) fail(DSZ_ERR_IO, "cannot sync %s: %s", path_.c_str(), std::strerror(errno));
     const int fd = fd_;
     fd_ = -1;
@@ -130,17 +151,17 @@ static std::string parent_of(const std::string &path) {
     return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 }
 
-void commit_dir(const std::string &from, const std::string &to) {
+bool commit_dir(const std::string &from, const std::string &to) {
     if (path_exists(to)) {
         if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) != 0)
             fail(DSZ_ERR_IO, "cannot replace %s: %s", to.c_str(), std::strerror(errno));
         fsync_dir(parent_of(to));
-        remove_tree(from); /* now holds the replaced checkpoint */
-        return;
+        return true;
     }
     if (::rename(from.c_str(), to.c_str()) != 0)
         fail(DSZ_ERR_IO, "cannot rename %s to %s: %s", from.c_str(), to.c_str(), std::strerror(errno));
     fsync_dir(parent_of(to));
+    return false;
 }
 
 void publish_file(const std::string &tmp, const std::string &path) {

@@ -9,17 +9,22 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace dsz {
 
+class DirectWriter;
+
 /* Streams a file out with a running CRC-32 of the whole file and, when
  * chunk_bytes > 0, one per chunk_bytes of it (the last may be shorter);
- * close() fsyncs. The checksums are final after close(). */
+ * close() fsyncs. The checksums are final after close(). `direct`: bypass
+ * the page cache (checkpoint/direct_writer.h) where the file system allows
+ * O_DIRECT, for large files. */
 class FileWriter {
 public:
-    explicit FileWriter(const std::string &path, uint64_t chunk_bytes = 0);
+    explicit FileWriter(const std::string &path, uint64_t chunk_bytes = 0, bool direct = false);
     ~FileWriter();
     void write(const void *data, size_t n);
     void close();
@@ -39,6 +44,7 @@ private:
     uint64_t chunk_fill_ = 0;      /* bytes in the current chunk */
     uint32_t chunk_crc_ = 0;
     std::vector<uint32_t> chunk_crcs_;
+    std::unique_ptr<DirectWriter> direct_;
 };
 
 std::string path_join(const std::string &a, const std::string &b);
@@ -46,9 +52,10 @@ bool path_exists(const std::string &path);
 void make_dirs(const std::string &path);           /* mkdir -p */
 void remove_tree(const std::string &path);         /* rm -rf, best effort */
 void fsync_dir(const std::string &path);
-/* Makes `from` visible as `to`, atomically replacing an existing `to`
- * (whose old contents are removed afterwards). */
-void commit_dir(const std::string &from, const std::string &to);
+/* Makes `from` visible as `to`, atomically replacing an existing `to`;
+ * returns true when it did, `from` then holding the old contents (hidden,
+ * for the caller to remove when convenient). */
+bool commit_dir(const std::string &from, const std::string &to);
 /* Makes the complete, synced file `tmp` visible as `path` (rename, then
  * fsync of the directory). */
 void publish_file(const std::string &tmp, const std::string &path);

@@ -5,7 +5,8 @@
  * parameters are matched by name with the registered ones and this rank's
  * ranges are planned (checkpoint/reshard.h) -- at the saved world size and
  * stage or any other -- then exactly those ranges are read from the shards,
- * every chunk verified against its checksum, into buffers aside. Only when
+ * every chunk verified against its checksum, into buffers aside
+ * (checkpoint/loaded_ranges.h). Only when
  * every rank has succeeded are the engine and the host's tensors updated, so
  * a bad checkpoint leaves both exactly as they were.
  */
@@ -17,7 +18,7 @@
 #include "checkpoint/format.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/reshard.h"
-#include "checkpoint/shard_reader.h"
+#include "checkpoint/loaded_ranges.h"
 #include "common/error.h"
 #include "engine/agree.h"
 #include "engine/engine.h"
@@ -25,15 +26,9 @@
 
 namespace dsz {
 
-namespace {
-
-struct LoadedGroup {
-    std::vector<float> master;
-    std::vector<std::vector<float>> states;
-    int64_t step_count = 0;
-};
-
-}  // namespace
+/* Work per thread when committing (elements copied; spans converted). */
+static constexpr size_t kCopyGrain = size_t(1) << 20;
+static constexpr size_t kSpanGrain = 16;
 
 std::string Engine::load(const std::string &dir, const std::string &tag_in, uint32_t flags) {
     try {
@@ -88,33 +83,14 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
                                     p.name.c_str(), sp.dtype.c_str(), dtype_name(p.host.dtype)));
         }
 
-    std::vector<LoadedGroup> loaded(groups_.size());
-    for (size_t g = 0; g < groups_.size(); ++g) {
-        loaded[g].master.assign(groups_[g].master.size(), 0.0f);
-        if (load_optim)
-            for (int s = 0; s < n_states; ++s)
-                loaded[g].states.emplace_back(groups_[g].master.size(), optimizer_->state_init(s));
-        loaded[g].step_count = m.groups[g].step_count;
-    }
-    std::unique_ptr<ShardReader> reader;
-    int reader_file = -1;
-    uint64_t bytes_read = 0, bytes_saved = 0;
+    std::vector<float> init(1, 0.0f);
+    for (int s = 0; load_optim && s < n_states; ++s) init.push_back(optimizer_->state_init(s));
+    LoadedRanges loaded(target, init);
+    loaded.read(m, cdir, copies);
+    uint64_t bytes_saved = 0;
     for (const ManifestFile &f : m.files) bytes_saved += f.bytes;
-    for (const ShardCopy &c : copies) { /* ordered by file, then offset */
-        if (c.file != reader_file) {
-            if (reader) bytes_read += reader->bytes_read();
-            reader.reset(new ShardReader(cdir, m.files[static_cast<size_t>(c.file)]));
-            reader_file = c.file;
-        }
-        LoadedGroup &L = loaded[c.group];
-        std::vector<float> &arr = c.kind == 0 ? L.master : L.states[c.kind - 1];
-        const size_t at = target.ranges[c.group].first - groups_[c.group].base + c.dst;
-        reader->read(c.src, c.count * sizeof(float), arr.data() + at);
-    }
-    if (reader) bytes_read += reader->bytes_read();
-    reader.reset();
     log_.logf(DSZ_LOG_DEBUG, "dsz_load: rank %d read %llu of the checkpoint's %llu shard bytes", rank_,
-              static_cast<unsigned long long>(bytes_read), static_cast<unsigned long long>(bytes_saved));
+              static_cast<unsigned long long>(loaded.bytes_read()), static_cast<unsigned long long>(bytes_saved));
     std::string client_text = m.client_state;
     const LossScalerState &ls = m.loss_scaler;
     const int64_t t = m.last_batch_iteration;
@@ -129,11 +105,15 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
     const bool exact_master = load_optim && cfg_.zero.load_from_fp32_weights;
     for (size_t g = 0; g < groups_.size(); ++g) {
         GroupState &G = groups_[g];
-        G.master.swap(loaded[g].master);
-        if (load_optim) {
-            for (int s = 0; s < n_states; ++s) G.states[static_cast<size_t>(s)].swap(loaded[g].states[static_cast<size_t>(s)]);
-            G.step_count = loaded[g].step_count;
+        const size_t at = target.ranges[g].first - G.base, n = loaded.size(g);
+        for (size_t k = 0; k < target.kinds.size(); ++k) {
+            float *to = (k == 0 ? G.master : G.states[k - 1]).data() + at;
+            const float *from = loaded.data(g, k);
+            pool_->parallel_for(n, kCopyGrain, [&](size_t, size_t b, size_t e) {
+                std::memcpy(to + b, from + b, (e - b) * sizeof(float));
+            });
         }
+        if (load_optim) G.step_count = m.groups[g].step_count;
     }
     if (cfg_.zero.stage == 0 && world_ > 1) {
         /* Stage 0 holds everything: every rank read its partition, gather the rest. */
@@ -186,8 +166,12 @@ void Engine::write_back_all() {
     if (params_.empty()) return;
     const DType dt = params_[0].host.dtype;
     for (GroupState &G : groups_)
-        for (const Span &s : G.spans)
-            if (s.out) convert_from_f32(G.master.data() + s.offset, s.out, dt, s.n);
+        pool_->parallel_for(G.spans.size(), kSpanGrain, [&](size_t, size_t b, size_t e) {
+            for (size_t i = b; i < e; ++i) {
+                const Span &s = G.spans[i];
+                if (s.out) convert_from_f32(G.master.data() + s.offset, s.out, dt, s.n);
+            }
+        });
     publish_params();
     refresh_gathered();
 }

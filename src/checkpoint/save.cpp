@@ -54,7 +54,7 @@ static cJSON *shape_json(const std::vector<int64_t> &shape) {
 std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t *bytes,
                                 std::vector<uint32_t> *chunk_crcs) {
     const std::string shard = shard_name(rank_);
-    FileWriter w(path_join(dir, shard), shard_chunk_bytes());
+    FileWriter w(path_join(dir, shard), shard_chunk_bytes(), /*direct=*/true);
     char header[kShardHeaderBytes] = {};
     std::memcpy(header, kShardMagic, sizeof kShardMagic);
     const uint32_t hv[4] = {static_cast<uint32_t>(kFormatMajor), static_cast<uint32_t>(kFormatMinor),
@@ -251,8 +251,9 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
         mw.write(manifest.data(), manifest.size());
         mw.close();
         fsync_dir(tmp);
-        commit_dir(tmp, final_dir);
+        const bool replaced = commit_dir(tmp, final_dir);
         write_file_atomic(path_join(dir, kLatestName), tag);
+        if (replaced) remove_tree(tmp); /* the checkpoint it replaced, out of sight */
     });
     log_.logf(DSZ_LOG_INFO, "saved checkpoint %s (global step %lld)", final_dir.c_str(),
               static_cast<long long>(global_steps_));

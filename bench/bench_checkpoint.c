@@ -1,0 +1,241 @@
+/*
+ * bench_checkpoint.c -- checkpoint save and load throughput per rank, next to
+ * the raw disk throughput of the same file system measured in the same run
+ * (a benchmark, not a test).
+ *
+ *   [mpirun -np W --bind-to none] build/bench/bench_checkpoint [DIR] [MIB] [REPS]
+ *
+ * A model of MIB MiB of fp32 weights (default 512) in 16 tensors, Adam, ZeRO
+ * stage 1 (each rank saves its partition: masters + 2 Adam states = 3 x
+ * MIB / W MiB per rank) in DIR (default /tmp/dsz_bench_ckpt).
+ *   raw write  O_DIRECT, 16 MiB aligned blocks, one pass over a file of the
+ *              shard's size, fdatasync at the end (the disk's sequential rate)
+ *   raw read   O_DIRECT reads of that file, and of the saved shard itself
+ *              (cache dropped) just before each load
+ *   save       dsz_save: shard + manifest + fsyncs + renames
+ *   load       dsz_load after the checkpoint's pages were dropped from the page
+ *              cache (posix_fadvise DONTNEED), so the disk is read, verified
+ * Each figure is the best of REPS (default 3), rates in MB/s (1e6 bytes/s)
+ * per rank; "of raw" = save / raw write, load / raw read. Then rank 0 runs
+ * `dsz_consolidate` in a fresh process and reports its time and peak RSS
+ * (streaming: the peak must stay far below the model's size).
+ */
+#define _GNU_SOURCE
+#include <dszero.h>
+#include <mpi.h>
+
+#include <dirent.h>
+#include <spawn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { NT = 16 };
+extern char **environ;
+static const size_t kBlock = (size_t)16 << 20;
+static int rank, world;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void check(dsz_status s, const char *what) {
+    if (s == DSZ_OK) return;
+    fprintf(stderr, "%s: %s\n", what, dsz_last_error());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+static void quiet(int32_t l, const char *m, void *u) { (void)l; (void)m; (void)u; }
+
+/* Seconds to write (then read) `bytes` with O_DIRECT in 16 MiB blocks. */
+static void raw_disk(const char *dir, size_t bytes, double *write_s, double *read_s) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/raw.%d", dir, rank);
+    void *buf = NULL;
+    if (posix_memalign(&buf, 4096, kBlock) != 0) MPI_Abort(MPI_COMM_WORLD, 1);
+    memset(buf, 0x5a, kBlock);
+    const size_t n = (bytes + kBlock - 1) / kBlock * kBlock;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+    if (fd < 0) { perror(path); MPI_Abort(MPI_COMM_WORLD, 1); }
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = now();
+    for (size_t off = 0; off < n; off += kBlock)
+        if (pwrite(fd, buf, kBlock, (off_t)off) != (ssize_t)kBlock) { perror("pwrite"); MPI_Abort(MPI_COMM_WORLD, 1); }
+    fdatasync(fd);
+    *write_s = now() - t0;
+    close(fd);
+    fd = open(path, O_RDONLY | O_DIRECT);
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = now();
+    for (size_t off = 0; off < n; off += kBlock)
+        if (pread(fd, buf, kBlock, (off_t)off) != (ssize_t)kBlock) { perror("pread"); MPI_Abort(MPI_COMM_WORLD, 1); }
+    *read_s = now() - t0;
+    close(fd);
+    unlink(path);
+    free(buf);
+}
+
+/* Seconds to read `path` whole with O_DIRECT in 16 MiB blocks. */
+static double raw_read_file(const char *path) {
+    void *buf = NULL;
+    if (posix_memalign(&buf, 4096, kBlock) != 0) MPI_Abort(MPI_COMM_WORLD, 1);
+    const int fd = open(path, O_RDONLY | O_DIRECT);
+    if (fd < 0) { perror(path); MPI_Abort(MPI_COMM_WORLD, 1); }
+    const double t0 = now();
+    for (off_t off = 0;; off += (off_t)kBlock) {
+        const ssize_t r = pread(fd, buf, kBlock, off);
+        if (r < 0) { perror("pread"); MPI_Abort(MPI_COMM_WORLD, 1); }
+        if ((size_t)r < kBlock) break;
+    }
+    const double t = now() - t0;
+    close(fd);
+    free(buf);
+    return t;
+}
+
+/* Drops every file of dir/tag from the page cache. */
+static void drop_cache(const char *dir, const char *tag) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, tag);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char f[1024];
+        snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+        int fd = open(f, O_RDONLY);
+        if (fd < 0) continue;
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    if (d) closedir(d);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "--consolidate") == 0) { /* the child below: a fresh process, no MPI */
+        DLDataType f32 = {kDLFloat, 32, 1};
+        if (dsz_consolidate(argv[2], "bench", argv[3], f32) != DSZ_OK) {
+            fprintf(stderr, "%s\n", dsz_last_error());
+            return 1;
+        }
+        char line[256];
+        FILE *f = fopen("/proc/self/status", "r"); /* VmHWM: this process's peak resident memory */
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, "VmHWM:", 6) == 0) printf("  dsz_consolidate peak RSS (VmHWM)%s", line + 6);
+        if (f) fclose(f);
+        return 0;
+    }
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    const char *dir = argc > 1 ? argv[1] : "/tmp/dsz_bench_ckpt";
+    const size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 512;
+    const int reps = argc > 3 ? atoi(argv[3]) : 3;
+    mkdir(dir, 0755);
+
+    const int64_t per_tensor = (int64_t)(mib << 20) / 4 / NT;
+    float *data[NT];
+    DLTensor t[NT];
+    dsz_param p[NT];
+    char names[NT][16];
+    int64_t shape[1] = {per_tensor};
+    for (int i = 0; i < NT; ++i) {
+        data[i] = malloc((size_t)per_tensor * 4);
+        for (int64_t k = 0; k < per_tensor; ++k) data[i][k] = (float)((k * 7 + i) % 1000) * 1e-3f;
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].data = data[i];
+        t[i].device.device_type = kDLCPU;
+        t[i].ndim = 1;
+        t[i].dtype.code = kDLFloat;
+        t[i].dtype.bits = 32;
+        t[i].dtype.lanes = 1;
+        t[i].shape = shape;
+        snprintf(names[i], sizeof names[i], "layer%d.w", i);
+        p[i].name = names[i];
+        p[i].tensor = &t[i];
+        p[i].group = 0;
+        p[i].flags = 0;
+    }
+    dsz_init_options o;
+    dsz_init_options_init(&o, sizeof o);
+    o.log_fn = quiet;
+    dsz_engine *e = NULL;
+    check(dsz_init(&e, "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": 1}, "
+                       "\"optimizer\": {\"type\": \"Adam\"}}", &o), "dsz_init");
+    check(dsz_register_params(e, p, NT, NULL, 0), "dsz_register_params");
+    const double shard_bytes = 3.0 * (double)(mib << 20) / world;
+
+    double best_w = 1e30, best_r = 1e30, best_save = 1e30, best_load = 1e30, best_shard = 1e30;
+    char shard[600];
+    snprintf(shard, sizeof shard, "%s/bench/rank%05d.shard", dir, rank);
+    for (int r = 0; r < reps; ++r) {
+        double ws, rs;
+        raw_disk(dir, (size_t)shard_bytes, &ws, &rs);
+        if (ws < best_w) best_w = ws;
+        if (rs < best_r) best_r = rs;
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = now();
+        check(dsz_save(e, dir, "bench", NULL), "dsz_save");
+        double ts = now() - t0;
+        drop_cache(dir, "bench");
+        MPI_Barrier(MPI_COMM_WORLD);
+        const double tr = raw_read_file(shard); /* the same bytes dsz_load reads, just before it */
+        if (tr < best_shard) best_shard = tr;
+        drop_cache(dir, "bench");
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = now();
+        check(dsz_load(e, dir, "bench", 0, NULL), "dsz_load");
+        double tl = now() - t0;
+        if (ts < best_save) best_save = ts;
+        if (tl < best_load) best_load = tl;
+    }
+    /* The slowest rank's best time decides. */
+    double mine[5] = {best_w, best_r, best_save, best_load, best_shard}, worst[5];
+    MPI_Reduce(mine, worst, 5, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+        const double mb = shard_bytes / 1e6;
+        printf("checkpoint of %zu MiB fp32 weights + Adam states, %d rank(s), %.0f MB per rank, best of %d, in %s\n",
+               mib, world, mb, reps, dir);
+        printf("  raw O_DIRECT write  %8.0f MB/s per rank\n", mb / worst[0]);
+        printf("  dsz_save            %8.0f MB/s per rank   %3.0f%% of raw write\n", mb / worst[2],
+               100.0 * worst[0] / worst[2]);
+        printf("  raw O_DIRECT read   %8.0f MB/s per rank (test file), %.0f MB/s (the saved shard)\n", mb / worst[1],
+               mb / worst[4]);
+        const double raw_read = worst[1] < worst[4] ? worst[1] : worst[4];
+        printf("  dsz_load (cold)     %8.0f MB/s per rank   %3.0f%% of the faster raw read\n", mb / worst[3],
+               100.0 * raw_read / worst[3]);
+        fflush(stdout);
+        char out[512];
+        snprintf(out, sizeof out, "%s/model.safetensors", dir);
+        drop_cache(dir, "bench");
+        const double t0 = now();
+        /* A fresh process, which reports its own peak resident memory (VmHWM is
+         * per address space; getrusage's maxrss would include this process's). */
+        char *args[] = {"bench_checkpoint", "--consolidate", (char *)dir, out, NULL};
+        pid_t pid;
+        if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, args, environ) != 0) MPI_Abort(MPI_COMM_WORLD, 1);
+        int status;
+        waitpid(pid, &status, 0);
+        const double tc = now() - t0;
+        printf("  dsz_consolidate     %8.0f MB/s of fp32 weights out (%s; the model is %zu MiB)\n",
+               (double)(mib << 20) / 1e6 / tc, WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "FAILED", mib);
+        unlink(out);
+    }
+    check(dsz_engine_free(e), "dsz_engine_free");
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf %s/bench %s/latest", dir, dir);
+        if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    }
+    for (int i = 0; i < NT; ++i) free(data[i]);
+    MPI_Finalize();
+    return 0;
+}
