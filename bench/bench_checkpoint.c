@@ -3,11 +3,14 @@
  * the raw disk throughput of the same file system measured in the same run
  * (a benchmark, not a test).
  *
- *   [mpirun -np W --bind-to none] build/bench/bench_checkpoint [DIR] [MIB] [REPS]
+ *   [mpirun -np W --bind-to none] build/bench/bench_checkpoint [DIR] [MIB] [REPS] [STAGE]
  *
  * A model of MIB MiB of fp32 weights (default 512) in 16 tensors, Adam, ZeRO
- * stage 1 (each rank saves its partition: masters + 2 Adam states = 3 x
- * MIB / W MiB per rank) in DIR (default /tmp/dsz_bench_ckpt).
+ * stage STAGE (default 3; each rank saves its partition: masters + 2 Adam
+ * states = 3 x MIB / W MiB per rank) in DIR (default /tmp/dsz_bench_ckpt).
+ * At stages 1-2 with W > 1 dsz_load also all-gathers the full weights into
+ * every rank's tensors: a communication cost, not the disk's; stage 3 (the
+ * same files) leaves the parameters partitioned, so it times the I/O.
  *   raw write  O_DIRECT, 16 MiB aligned blocks, one pass over a file of the
  *              shard's size, fdatasync at the end (the disk's sequential rate)
  *   raw read   O_DIRECT reads of that file, and of the saved shard itself
@@ -60,14 +63,22 @@ static void raw_disk(const char *dir, size_t bytes, double *write_s, double *rea
     snprintf(path, sizeof path, "%s/raw.%d", dir, rank);
     void *buf = NULL;
     if (posix_memalign(&buf, 4096, kBlock) != 0) MPI_Abort(MPI_COMM_WORLD, 1);
-    memset(buf, 0x5a, kBlock);
+    /* Data like a checkpoint's: no block repeats (a virtual disk may deduplicate
+     * or cache repeated blocks, which made an earlier version read 2x faster). */
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)rank;
+    for (size_t i = 0; i < kBlock / 8; ++i) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        ((uint64_t *)buf)[i] = x;
+    }
     const size_t n = (bytes + kBlock - 1) / kBlock * kBlock;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0644);
     if (fd < 0) { perror(path); MPI_Abort(MPI_COMM_WORLD, 1); }
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = now();
-    for (size_t off = 0; off < n; off += kBlock)
+    for (size_t off = 0; off < n; off += kBlock) {
+        for (size_t page = 0; page < kBlock; page += 4096) ((uint64_t *)((char *)buf + page))[0] = off + page;
         if (pwrite(fd, buf, kBlock, (off_t)off) != (ssize_t)kBlock) { perror("pwrite"); MPI_Abort(MPI_COMM_WORLD, 1); }
+    }
     fdatasync(fd);
     *write_s = now() - t0;
     close(fd);
@@ -138,6 +149,7 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/tmp/dsz_bench_ckpt";
     const size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 512;
     const int reps = argc > 3 ? atoi(argv[3]) : 3;
+    const int stage = argc > 4 ? atoi(argv[4]) : 3;
     mkdir(dir, 0755);
 
     const int64_t per_tensor = (int64_t)(mib << 20) / 4 / NT;
@@ -167,8 +179,10 @@ int main(int argc, char **argv) {
     dsz_init_options_init(&o, sizeof o);
     o.log_fn = quiet;
     dsz_engine *e = NULL;
-    check(dsz_init(&e, "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": 1}, "
-                       "\"optimizer\": {\"type\": \"Adam\"}}", &o), "dsz_init");
+    char json[256];
+    snprintf(json, sizeof json, "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": %d}, "
+             "\"optimizer\": {\"type\": \"Adam\"}}", stage);
+    check(dsz_init(&e, json, &o), "dsz_init");
     check(dsz_register_params(e, p, NT, NULL, 0), "dsz_register_params");
     const double shard_bytes = 3.0 * (double)(mib << 20) / world;
 
@@ -201,8 +215,8 @@ int main(int argc, char **argv) {
     MPI_Reduce(mine, worst, 5, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     if (rank == 0) {
         const double mb = shard_bytes / 1e6;
-        printf("checkpoint of %zu MiB fp32 weights + Adam states, %d rank(s), %.0f MB per rank, best of %d, in %s\n",
-               mib, world, mb, reps, dir);
+        printf("checkpoint of %zu MiB fp32 weights + Adam states, ZeRO stage %d, %d rank(s), %.0f MB per rank, best of "
+               "%d, in %s\n", mib, stage, world, mb, reps, dir);
         printf("  raw O_DIRECT write  %8.0f MB/s per rank\n", mb / worst[0]);
         printf("  dsz_save            %8.0f MB/s per rank   %3.0f%% of raw write\n", mb / worst[2],
                100.0 * worst[0] / worst[2]);
