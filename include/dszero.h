@@ -456,8 +456,8 @@ DSZ_API dsz_status dsz_load(dsz_engine *engine, const char *dir,
  * or bfloat16: DLPack code kDLFloat bits 32/16 or kDLBfloat bits 16, lanes
  * 1; anything else is DSZ_ERR_DTYPE). Readable by the Python safetensors
  * package (safetensors.torch.load_file) and by PyTorch.
- * Streams parameter by parameter: memory stays near one 16 MiB piece plus
- * one checksum chunk, whatever the model's size; every byte read is
+ * Streams parameter by parameter: memory stays at a few tens of MiB (read
+ * buffers and one 16 MiB piece), whatever the model's size; every byte read is
  * verified against the manifest's checksums. The file is written beside
  * out_path, synced and renamed: on any error out_path is unchanged. Needs no
  * engine; not collective; blocks until written. */

@@ -6,7 +6,8 @@
  * parameter lies, so the weights are streamed: parameter by parameter, in
  * pieces of at most kConsolidatePieceElements, each read (verified) from
  * the shard that holds it, converted, and appended to the output. Memory is
- * one piece plus one checksum chunk, whatever the model's size. The output
+ * one piece plus the reader's buffers (shard_reader.h), whatever the
+ * model's size. The output
  * (https://github.com/huggingface/safetensors, "format"): an 8-byte
  * little-endian header length, a JSON header naming every tensor's dtype,
  * shape and byte range, then the data, back to back, in flat order. It is

@@ -12,10 +12,18 @@
 
 namespace dsz {
 
+/* Clears O_DIRECT on fd: some file systems accept it at open but want a
+ * larger alignment than 4 KiB; they get ordinary writes. */
+static bool drop_direct(int fd) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    return flags >= 0 && (flags & O_DIRECT) && ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0;
+}
+
 static void pwrite_all(int fd, const char *p, size_t n, uint64_t offset, const std::string &path) {
     while (n > 0) {
         const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EINVAL && drop_direct(fd)) continue;
         if (w < 0) fail(DSZ_ERR_IO, "cannot write %s: %s", path.c_str(), std::strerror(errno));
         p += w;
         n -= static_cast<size_t>(w);

@@ -113,7 +113,9 @@ void ShardReader::load_cached(uint64_t chunk) {
 void ShardReader::pread_direct(char *buf, size_t n, uint64_t offset, size_t need) {
     size_t got = 0;
     while (got < need) {
-        const ssize_t r = ::pread(dfd_, buf + got, n - got, static_cast<off_t>(offset + got));
+        ssize_t r = ::pread(dfd_, buf + got, n - got, static_cast<off_t>(offset + got));
+        if (r < 0 && errno == EINVAL) /* a file system wanting more alignment: read it normally */
+            r = ::pread(fd_, buf + got, n - got, static_cast<off_t>(offset + got));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) fail(DSZ_ERR_IO, "cannot read %s: %s", path_.c_str(), std::strerror(errno));
         if (r == 0) fail(DSZ_ERR_CHECKPOINT, "%s is truncated: it ends at byte %llu", path_.c_str(),

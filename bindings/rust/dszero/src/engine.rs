@@ -354,7 +354,7 @@ impl Drop for Engine<'_> {
 
 /// Writes the full weights of the checkpoint `dir/<tag>` (tag `None`: the
 /// one `dir/latest` names) as one safetensors file at `out`, in `dtype`
-/// (from the fp32 masters). Streams: memory stays near one 16 MiB piece.
+/// (from the fp32 masters). Streams: memory stays at a few tens of MiB.
 /// Needs no engine; on error `out` is unchanged.
 pub fn consolidate(
     dir: impl AsRef<Path>,
