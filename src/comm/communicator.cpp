@@ -171,6 +171,11 @@ void Request::wait() {
     if (!op_) return;
     std::shared_ptr<detail::Op> op = std::move(op_);
     const auto t0 = std::chrono::steady_clock::now();
+    struct Waiting {
+        detail::Op &op;
+        explicit Waiting(detail::Op &o) : op(o) { op.begin_wait(); }
+        ~Waiting() { op.end_wait(); }
+    } waiting(*op);
     Backoff backoff;
     for (;;) {
         detail::Poll p = op->poll();

@@ -74,8 +74,8 @@ void MpiRuntime::progress_loop() {
     std::unique_lock<std::recursive_mutex> lock(mu_);
     unsigned idle = 0;
     while (!stop_) {
-        if (active_.empty()) {
-            wake_.wait(lock, [this] { return stop_ || !active_.empty(); });
+        if (active_.empty() || waiters_ > 0) {
+            wake_.wait(lock, [this] { return stop_ || (!active_.empty() && waiters_ == 0); });
             idle = 0;
             continue;
         }
@@ -85,6 +85,14 @@ void MpiRuntime::progress_loop() {
         else std::this_thread::sleep_for(std::chrono::microseconds(idle < 256 ? 10 : 100));
         lock.lock();
     }
+}
+
+void MpiRuntime::add_waiter(int delta) {
+    {
+        std::lock_guard<std::recursive_mutex> lock(mu_);
+        waiters_ += delta;
+    }
+    if (delta < 0) wake_.notify_one();
 }
 
 void MpiRuntime::stop_progress() {
