@@ -1,18 +1,24 @@
 /*
- * bench_zero_step.c -- step time of ZeRO stages 0-2 across ranks (a benchmark,
- * not a test).
+ * bench_zero_step.c -- step time of ZeRO stages 0-3 across ranks, and how much
+ * communication overlap_comm hides (a benchmark, not a test).
  *
- *   mpirun -np 2 --bind-to none build/bench/bench_zero_step [MPARAMS] [STEPS] [COMPUTE_MS]
+ *   mpirun -np 2 --bind-to none build/bench/bench_zero_step [MPARAMS] [STEPS] [COMPUTE_MS] [BUCKET ...]
  *
  * A model of MPARAMS million fp16 parameters (default 50) in 24 tensors.
- * Each step the "host" hands over every gradient in backward order, spending
- * COMPUTE_MS milliseconds of (simulated) backward compute per tensor before
- * each hand-over (default 0: dszero's own costs only), then dsz_backward and
- * dsz_step (AdamW, fp16 dynamic scaling, clipping). For each stage it reports
- * the step time (slowest rank) and the time the engine spent blocked on
- * collectives (dsz_step_info.comm_wait_ms: communication not hidden behind
- * the host's compute), and for reference the step of one rank training the
- * whole model alone (MPI_COMM_SELF).
+ * Each step the "host" runs a forward over the tensors in order and a
+ * backward in reverse order, spending COMPUTE_MS milliseconds of simulated
+ * compute per tensor in each (default 0: dszero's own costs only); in
+ * backward it hands over each tensor's gradient after its compute. Every use
+ * is wrapped in dsz_gather / dsz_release (free at stages 0-2; at stage 3 the
+ * parameter's all-gather, prefetched along the recorded order). Then
+ * dsz_backward and dsz_step (AdamW, fp16 dynamic scaling, clipping).
+ *
+ * For each reduce_bucket_size given (elements; default 5e7, the whole model
+ * in one bucket) and each stage it reports the step time (slowest rank) and
+ * the time the engine was blocked on collectives (dsz_step_info.comm_wait_ms)
+ * with overlap_comm on and off; "hidden" = 1 - wait(on) / wait(off), the
+ * share of the blocking communication that overlap moved behind the host's
+ * compute. For reference: one rank training the whole model alone.
  */
 #include <dszero.h>
 #include <mpi.h>
@@ -48,13 +54,16 @@ static int check(dsz_status s, const char *what) {
 }
 
 /* Mean step time over `steps` after one warm-up step; *wait: mean comm wait. */
-static double run(int stage, MPI_Comm *comm, int64_t per_tensor, int steps, double compute_ms, double *wait) {
-    char json[512];
+static double run(int stage, MPI_Comm *comm, int64_t per_tensor, int steps, double compute_ms, long bucket,
+                  int overlap, double *wait) {
+    char json[768];
     snprintf(json, sizeof json,
              "{\"train_micro_batch_size_per_gpu\": 1, \"fp16\": {\"enabled\": true, \"initial_scale_power\": 4},"
-             " \"zero_optimization\": {\"stage\": %d, \"overlap_comm\": true, \"reduce_bucket_size\": 50000000,"
-             " \"allgather_bucket_size\": 50000000}, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-4}}}",
-             stage);
+             " \"zero_optimization\": {\"stage\": %d, \"overlap_comm\": %s, \"reduce_bucket_size\": %ld,"
+             " \"allgather_bucket_size\": 50000000, \"stage3_prefetch_bucket_size\": %ld,"
+             " \"stage3_param_persistence_threshold\": 0},"
+             " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-4}}}",
+             stage, overlap ? "true" : "false", bucket, 2 * (long)per_tensor);
     dsz_init_options o;
     dsz_init_options_init(&o, sizeof o);
     o.log_fn = quiet;
@@ -92,9 +101,16 @@ static double run(int stage, MPI_Comm *comm, int64_t per_tensor, int steps, doub
     for (int s = 0; s <= steps; ++s) {
         MPI_Barrier(comm ? *comm : MPI_COMM_WORLD);
         const double t0 = now();
-        for (int i = NT - 1; i >= 0; --i) {
+        for (size_t i = 0; i < NT; ++i) {
+            check(dsz_gather(e, &i, 1, NULL), "dsz_gather");
             if (compute_ms > 0) spin(compute_ms);
-            check(dsz_grad_ready(e, (size_t)i, &gt), "dsz_grad_ready");
+            check(dsz_release(e, &i, 1), "dsz_release");
+        }
+        for (size_t i = NT; i-- > 0;) {
+            check(dsz_gather(e, &i, 1, NULL), "dsz_gather");
+            if (compute_ms > 0) spin(compute_ms);
+            check(dsz_grad_ready(e, i, &gt), "dsz_grad_ready");
+            check(dsz_release(e, &i, 1), "dsz_release");
         }
         check(dsz_backward(e), "dsz_backward");
         dsz_step_info info;
@@ -125,22 +141,30 @@ int main(int argc, char **argv) {
     cpu_threads = cores / world > 1 ? (int)(cores / world) : 1;
     MPI_Comm self = MPI_COMM_SELF;
     double alone_wait;
-    const double alone = run(0, &self, per_tensor, steps, compute_ms, &alone_wait);
+    const double alone = run(0, &self, per_tensor, steps, compute_ms, 50000000, 1, &alone_wait);
     double alone_max;
     MPI_Allreduce(&alone, &alone_max, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     if (rank == 0)
         printf("ZeRO step time: %.1fM fp16 parameters (%d x %lld), AdamW, %d ranks, %d steps, %.1f ms compute per "
-               "tensor\none rank alone (stage 0, whole model): %.1f ms per step\n\n%-6s %12s %18s %12s\n",
-               per_tensor * NT / 1e6, NT, (long long)per_tensor, world, steps, compute_ms, 1e3 * alone_max, "stage",
-               "step (ms)", "comm wait (ms)", "comm share");
-    for (int stage = 0; stage <= 2; ++stage) {
-        double wait;
-        const double t = run(stage, NULL, per_tensor, steps, compute_ms, &wait);
-        double worst, worst_wait;
-        MPI_Allreduce(&t, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        MPI_Allreduce(&wait, &worst_wait, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        if (rank == 0)
-            printf("%-6d %12.1f %18.1f %11.0f%%\n", stage, 1e3 * worst, 1e3 * worst_wait, 100.0 * worst_wait / worst);
+               "tensor in forward and in backward\none rank alone (stage 0, whole model): %.1f ms per step\n\n"
+               "%-10s %-6s %14s %14s %14s %14s %8s\n",
+               per_tensor * NT / 1e6, NT, (long long)per_tensor, world, steps, compute_ms, 1e3 * alone_max, "bucket",
+               "stage", "step on (ms)", "wait on (ms)", "step off (ms)", "wait off (ms)", "hidden");
+    const int nb = argc > 4 ? argc - 4 : 1;
+    for (int b = 0; b < nb; ++b) {
+        const long bucket = argc > 4 ? atol(argv[4 + b]) : 50000000;
+        for (int stage = 0; stage <= 3; ++stage) {
+            double r[4]; /* step on, wait on, step off, wait off: slowest rank */
+            for (int overlap = 1; overlap >= 0; --overlap) {
+                double wait;
+                const double t = run(stage, NULL, per_tensor, steps, compute_ms, bucket, overlap, &wait);
+                MPI_Allreduce(&t, &r[2 * (1 - overlap)], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+                MPI_Allreduce(&wait, &r[2 * (1 - overlap) + 1], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            }
+            if (rank == 0)
+                printf("%-10ld %-6d %14.1f %14.1f %14.1f %14.1f %7.0f%%\n", bucket, stage, 1e3 * r[0], 1e3 * r[1],
+                       1e3 * r[2], 1e3 * r[3], r[3] > 0 ? 100.0 * (1.0 - r[1] / r[3]) : 0.0);
+        }
     }
     MPI_Finalize();
     return 0;

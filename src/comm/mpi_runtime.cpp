@@ -3,7 +3,9 @@
 
 #include "comm/mpi_runtime.h"
 
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 
 #include "comm/backends.h"
 #include "comm/mpi_task.h"
@@ -27,6 +29,7 @@ MpiRuntime &MpiRuntime::get() {
 
 void MpiRuntime::finalize_at_exit() {
     MpiRuntime &rt = get();
+    rt.stop_progress();
     std::lock_guard<std::recursive_mutex> lock(rt.mu_);
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -50,9 +53,47 @@ void MpiRuntime::ensure_initialized() {
     MPI_Query_thread(&thread_level_);
 }
 
+static bool progress_thread_wanted(int thread_level) {
+    if (thread_level < MPI_THREAD_SERIALIZED) return false;
+    const char *env = std::getenv("DSZ_COMM_PROGRESS_THREAD");
+    return !(env && (!std::strcmp(env, "0") || !std::strcmp(env, "off")));
+}
+
 void MpiRuntime::start(const std::shared_ptr<MpiTask> &task) {
     task->begin();
-    if (!task->finished()) active_.push_back(task);
+    if (task->finished()) return;
+    active_.push_back(task);
+    if (!progress_.joinable() && !stop_ && progress_thread_wanted(thread_level_))
+        progress_ = std::thread([this] { progress_loop(); });
+    wake_.notify_one();
+}
+
+/* Advances the tasks in flight; yields at first, then sleeps longer while
+ * nothing moves (a peer is still computing), so an idle wait costs little. */
+void MpiRuntime::progress_loop() {
+    std::unique_lock<std::recursive_mutex> lock(mu_);
+    unsigned idle = 0;
+    while (!stop_) {
+        if (active_.empty()) {
+            wake_.wait(lock, [this] { return stop_ || !active_.empty(); });
+            idle = 0;
+            continue;
+        }
+        idle = progress_all() ? 0 : idle + 1;
+        lock.unlock();
+        if (idle < 8) std::this_thread::yield();
+        else std::this_thread::sleep_for(std::chrono::microseconds(idle < 256 ? 10 : 100));
+        lock.lock();
+    }
+}
+
+void MpiRuntime::stop_progress() {
+    {
+        std::lock_guard<std::recursive_mutex> lock(mu_);
+        stop_ = true;
+    }
+    wake_.notify_all();
+    if (progress_.joinable()) progress_.join();
 }
 
 bool MpiRuntime::progress_all() {

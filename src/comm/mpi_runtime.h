@@ -17,6 +17,13 @@
  *     them, in start order: a rank waiting on operation B still moves its
  *     part of operation A, which a peer may be waiting on, so ranks that
  *     wait on different requests never deadlock.
+ *   - A progress thread that advances the tasks in flight while the host
+ *     computes (non-blocking collectives would otherwise move only when the
+ *     host calls into dszero, and overlap_comm would hide nothing). It
+ *     sleeps while nothing is in flight and backs off while nothing moves.
+ *     Started with the first task when MPI gives at least
+ *     MPI_THREAD_SERIALIZED (every MPI call is under the lock anyway);
+ *     DSZ_COMM_PROGRESS_THREAD=0 turns it off.
  */
 #pragma once
 
@@ -24,8 +31,10 @@
 
 #include <mpi.h>
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -50,6 +59,7 @@ public:
 
     /* Under lock(): */
     void start(const std::shared_ptr<MpiTask> &task);
+    bool progress_thread_running() const { return progress_.joinable(); }
     bool progress_all();
     /* Drops every task of a failed communicator (cancelling its receives)
      * and makes each of them fail with `why`. */
@@ -62,12 +72,17 @@ public:
 private:
     MpiRuntime() = default;
     static void finalize_at_exit();
+    void progress_loop();
+    void stop_progress();              /* not under lock() */
 
     std::recursive_mutex mu_;
     std::vector<std::shared_ptr<MpiTask>> active_;
     bool we_initialized_ = false;
     bool any_failure_ = false;
     int thread_level_ = MPI_THREAD_SINGLE;
+    std::thread progress_;
+    std::condition_variable_any wake_;
+    bool stop_ = false;
 };
 
 /* "MPI_ERR_TRUNCATE: message truncated" */
