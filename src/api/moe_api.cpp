@@ -10,9 +10,11 @@
 #include <cmath>
 #include <memory>
 
+#include "api/engine_handle.h"
 #include "api/guard.h"
 #include "api/shim.h"
 #include "comm/communicator.h"
+#include "engine/engine.h"
 #include "moe/dispatch.h"
 #include "moe/expert_group.h"
 #include "moe/gate.h"
@@ -151,7 +153,8 @@ DSZ_API dsz_status dsz_moe_group_new(dsz_moe_group **out, dsz_engine *engine, in
         std::shared_ptr<comm::Communicator> world;
         if (engine) {
             if (mpi_comm) fail(DSZ_ERR_INVALID_ARGUMENT, "pass an engine or an MPI communicator, not both");
-            fail(DSZ_ERR_UNSUPPORTED, "MoE groups over an engine's ranks are not available yet: pass NULL");
+            /* Non-owning: the engine outlives the group (the header says so). */
+            world.reset(&live_engine(engine).communicator(), [](comm::Communicator *) {});
         } else {
             comm::CommOptions o;
             o.mpi_comm = mpi_comm;

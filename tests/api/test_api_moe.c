@@ -267,6 +267,24 @@ static void test_one_rank_group(void **state) {
     assert_null(g);
 }
 
+static void test_engine_group(void **state) {
+    (void)state;
+    dsz_engine *e = engine_from_json("{\"train_micro_batch_size_per_gpu\": 1, "
+                                     "\"optimizer\": {\"type\": \"SGD\", \"params\": {\"lr\": 0.1}}}");
+    dsz_moe_group *g = NULL;
+    assert_ok(dsz_moe_group_new(&g, e, 1, NULL));
+    int32_t ep = 0, edp = 0;
+    assert_ok(dsz_moe_group_info(g, &ep, NULL, &edp, NULL));
+    assert_true(ep == 1 && edp == 1);
+    assert_ok(dsz_moe_group_free(g));
+    int fake_comm = 0;
+    assert_status(dsz_moe_group_new(&g, e, 1, &fake_comm), DSZ_ERR_INVALID_ARGUMENT, "not both");
+    assert_status(dsz_moe_group_new(&g, e, 0, NULL), DSZ_ERR_INVALID_ARGUMENT, "ep_size");
+    assert_ok(dsz_engine_free(e));
+    assert_status(dsz_moe_group_new(&g, e, 1, NULL), DSZ_ERR_INVALID_ARGUMENT, "not a live engine");
+    assert_null(g);
+}
+
 static void test_refused_arguments(void **state) {
     (void)state;
     dsz_moe_routing *r = make_routing(K, 1.0, 3);
@@ -316,6 +334,7 @@ int main(void) {
         cmocka_unit_test(test_16bit_tensors),
         cmocka_unit_test(test_gate_backward_and_info),
         cmocka_unit_test(test_one_rank_group),
+        cmocka_unit_test(test_engine_group),
         cmocka_unit_test(test_refused_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,7 @@
 enum { S = 24, M = 6, E = 4 };
 
 static int g_rank, g_world;
+static dsz_engine *g_engine;
 static int g_failed;
 
 #define CHECK(call)                                                                         \
@@ -60,10 +61,11 @@ typedef struct result {
 /* Shared model: gate Wg [E, M], experts W[e] [M, M]; rank's tokens x, dL/dy. */
 static float Wg[E * M], W[E * M * M], X[S * M], T[S * M];
 
-static void run_layer(const dsz_moe_gate_config *cfg, int ep, result *out) {
+/* engine NULL: the group spans MPI_COMM_WORLD; else the engine's ranks. */
+static void run_layer(const dsz_moe_gate_config *cfg, int ep, dsz_engine *engine, result *out) {
     dsz_moe_group *g = NULL;
     MPI_Comm world = MPI_COMM_WORLD;
-    CHECK(dsz_moe_group_new(&g, NULL, ep, &world));
+    CHECK(dsz_moe_group_new(&g, engine, ep, engine ? NULL : &world));
     int32_t ep_size, ep_rank;
     CHECK(dsz_moe_group_info(g, &ep_size, &ep_rank, NULL, NULL));
     const int lE = E / ep;
@@ -182,6 +184,13 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world);
+    dsz_init_options o;
+    CHECK(dsz_init_options_init(&o, sizeof o));
+    MPI_Comm world_comm = MPI_COMM_WORLD;
+    o.mpi_comm = &world_comm;
+    o.log_level = DSZ_LOG_WARNING;
+    CHECK(dsz_init(&g_engine, "{\"train_micro_batch_size_per_gpu\": 1, "
+                              "\"optimizer\": {\"type\": \"SGD\", \"params\": {\"lr\": 0.1}}}", &o));
     unsigned seed = 7;
     for (int i = 0; i < E * M; ++i) Wg[i] = frand(&seed);
     for (int i = 0; i < E * M * M; ++i) W[i] = 0.5f * frand(&seed);
@@ -202,15 +211,20 @@ int main(int argc, char **argv) {
         cfg.use_rts = cases[c].rts;
         cfg.capacity_factor = cases[c].cf;
         cfg.seed = 1000 + (uint64_t)g_rank;
-        run_layer(&cfg, 1, ref);
-        for (int ep = 2; ep <= g_world; ep *= 2) {
-            if (g_world % ep || E % ep) continue;
+        run_layer(&cfg, 1, NULL, ref);
+        /* every ep_size > 1 that divides the world, the largest once more over the engine */
+        int runs[8], n_runs = 0;
+        for (int ep = 2; ep <= g_world; ep *= 2)
+            if (g_world % ep == 0 && E % ep == 0) runs[n_runs++] = ep;
+        if (n_runs) runs[n_runs] = -runs[n_runs - 1], ++n_runs;
+        for (int run = 0; run < n_runs; ++run) {
+            const int ep = abs(runs[run]), use_engine = runs[run] < 0;
             MPI_Comm epc; /* the expert-parallel group: consecutive ranks */
             MPI_Comm_split(MPI_COMM_WORLD, g_rank / ep, g_rank, &epc);
             int64_t max_cap = ref->capacity;
             MPI_Allreduce(MPI_IN_PLACE, &max_cap, 1, MPI_INT64_T, MPI_MAX, epc);
             MPI_Comm_free(&epc);
-            run_layer(&cfg, ep, got);
+            run_layer(&cfg, ep, use_engine ? g_engine : NULL, got);
             const char *name = cases[c].name;
             const double dy = rel_diff_f(got->y, ref->y, S * M), dx = rel_diff_f(got->dx, ref->dx, S * M);
             const double dl = rel_diff_f(got->d_logits, ref->d_logits, S * E);
@@ -221,8 +235,8 @@ int main(int argc, char **argv) {
             expect(dw <= 1e-6, "expert-weight gradient", name, ep, dw);
             expect(got->l_aux == ref->l_aux, "l_aux", name, ep, got->l_aux - ref->l_aux);
             if (getenv("MOE_PARITY_VERBOSE"))
-                printf("rank %d %s ep %d: C %lld, diffs y %g dx %g dlogits %g dW %g\n", g_rank, name, ep,
-                       (long long)got->capacity, dy, dx, dl, dw);
+                printf("rank %d %s ep %d%s: C %lld, diffs y %g dx %g dlogits %g dW %g\n", g_rank, name, ep,
+                       use_engine ? " (engine)" : "", (long long)got->capacity, dy, dx, dl, dw);
             if (!cases[c].drop) /* the group's MAX of the counts */
                 expect(got->capacity == max_cap, "no-drop capacity", name, ep,
                        (double)got->capacity);
@@ -231,6 +245,7 @@ int main(int argc, char **argv) {
         }
     }
     free(ref), free(got);
+    CHECK(dsz_engine_free(g_engine));
     int any = g_failed;
     MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (g_rank == 0) printf(any ? "moe_parity: FAILED\n" : "moe_parity: ep_size 1 == ep_size 2..%d\n", g_world);
