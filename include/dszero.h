@@ -445,6 +445,152 @@ DSZ_API dsz_status dsz_load(dsz_engine *engine, const char *dir,
                             const char *tag, uint32_t flags,
                             char **client_state_json);
 
+/* ------------------------------------------------------------------------- */
+/* Mixture of experts (docs/moe.md)                                           */
+/* ------------------------------------------------------------------------- */
+
+/* DeepSpeed's MoE layer split at the host boundary: the host computes the
+ * gate logits (x_fp32 . Wg^T) and runs its experts; dszero routes the tokens
+ * (top-1 / top-2 / top-k gating with capacities, token dropping, random
+ * token selection, the load-balancing loss), moves them into the
+ * [experts, capacity, hidden] layout, exchanges that buffer over the
+ * expert-parallel group, and combines the expert outputs with the gate
+ * weights -- each step with its backward pass. Host memory only in this
+ * build (CUDA tensors: DSZ_ERR_UNSUPPORTED). */
+
+typedef struct dsz_moe_group dsz_moe_group;     /* expert-parallel layout */
+typedef struct dsz_moe_routing dsz_moe_routing; /* one gate call's routes */
+
+/* dsz_moe_gate_config.noisy_gate_policy (DeepSpeed's noisy_gate_policy). */
+#define DSZ_MOE_NOISE_NONE    0
+#define DSZ_MOE_NOISE_JITTER  1 /* the host calls dsz_moe_jitter on its gate input */
+#define DSZ_MOE_NOISE_RSAMPLE 2 /* top-1: argmax of logits + Gumbel noise */
+
+/* dsz_moe_gate_config.drop_policy (top-k with k > 2). */
+#define DSZ_MOE_DROP_PROBS    0 /* per expert keep the tokens with the highest gate */
+#define DSZ_MOE_DROP_POSITION 1 /* per expert keep the earliest tokens */
+
+/* Gate settings; fill with dsz_moe_gate_config_init (defaults = DeepSpeed's
+ * MoE layer: k 1, capacity factors 1.0, min_capacity 4, training, drop
+ * tokens, random token selection, second-expert sampling). */
+typedef struct dsz_moe_gate_config {
+    uint32_t size;                 /* sizeof(dsz_moe_gate_config), set by _init */
+    int32_t k;                     /* experts per token: 1, 2, or up to E */
+    double capacity_factor;        /* used when training != 0 */
+    double eval_capacity_factor;   /* used when training == 0 */
+    int64_t min_capacity;          /* lower bound of the capacity when dropping */
+    int32_t training;              /* 0: eval (eval_capacity_factor, no RSample) */
+    int32_t drop_tokens;           /* 0: capacity = largest count over the group */
+    int32_t use_rts;               /* top-1: random token selection when dropping */
+    int32_t noisy_gate_policy;     /* DSZ_MOE_NOISE_* */
+    int32_t top2_2nd_expert_sampling; /* top-2: Gumbel-sample the second expert */
+    int32_t drop_policy;           /* DSZ_MOE_DROP_* (k > 2) */
+    int64_t tensor_parallel_size;  /* no-drop capacity is rounded up to a multiple */
+    uint64_t seed;                 /* all gate noise is a pure function of it:
+                                      use a new seed for every call */
+} dsz_moe_gate_config;
+
+DSZ_API dsz_status dsz_moe_gate_config_init(dsz_moe_gate_config *cfg, size_t size);
+
+/* Creates the expert-parallel layout of ep_size ranks per expert group over
+ * the ranks of `engine` (NULL: over the launched ranks, or over *mpi_comm
+ * when mpi_comm points to a host MPI_Comm; mpi_comm must be NULL with an
+ * engine). Groups follow DeepSpeed's E + D order: expert-parallel groups of
+ * consecutive ranks, expert-data groups strided. An engine must outlive the
+ * group. Collective over those ranks. *out is released with
+ * dsz_moe_group_free (NULL is DSZ_OK). */
+DSZ_API dsz_status dsz_moe_group_new(dsz_moe_group **out, dsz_engine *engine,
+                                     int32_t ep_size, void *mpi_comm);
+DSZ_API dsz_status dsz_moe_group_free(dsz_moe_group *group);
+
+/* This rank's place: sizes and ranks in its expert-parallel and
+ * expert-data-parallel groups (any pointer may be NULL). Rank g of an
+ * expert-parallel group owns global experts [g * E / ep_size, (g+1) * E / ep_size). */
+DSZ_API dsz_status dsz_moe_group_info(dsz_moe_group *group, int32_t *ep_size,
+                                      int32_t *ep_rank, int32_t *edp_size,
+                                      int32_t *edp_rank);
+
+/* DeepSpeed's multiplicative jitter: x[i] *= u_i, u_i ~ U(1 - epsilon,
+ * 1 + epsilon) drawn from `seed`; `x` and/or `multipliers` (n floats, gets
+ * u) may be NULL. The gradient of the host's gate input is then d_x * u. */
+DSZ_API dsz_status dsz_moe_jitter(float *x, size_t n, double epsilon,
+                                  uint64_t seed, float *multipliers);
+
+/* Routes `tokens` tokens over `experts` experts from their fp32 gate logits
+ * (row-major [tokens, experts], read during the call). used_token (k = 1
+ * only, may be NULL): tokens whose byte is 0 go nowhere. `group` may be
+ * NULL (one rank); with drop_tokens == 0 and a group of ep_size > 1 the
+ * call is collective over the expert-parallel group (MAX of the counts).
+ * *out owns the routes (release with dsz_moe_routing_free); on failure it
+ * is NULL. */
+DSZ_API dsz_status dsz_moe_gate(dsz_moe_routing **out,
+                                const dsz_moe_gate_config *cfg,
+                                const float *logits, int64_t tokens,
+                                int64_t experts, const uint8_t *used_token,
+                                dsz_moe_group *group);
+DSZ_API dsz_status dsz_moe_routing_free(dsz_moe_routing *routing);
+
+typedef struct dsz_moe_routing_info {
+    uint32_t size;        /* sizeof(dsz_moe_routing_info), set by _init */
+    int32_t k;
+    int64_t tokens;       /* S */
+    int64_t experts;      /* E */
+    int64_t capacity;     /* C: the buffers are [E, C, hidden] */
+    int64_t dropped;      /* chosen routes dropped for capacity */
+    double l_aux;         /* load-balancing loss */
+} dsz_moe_routing_info;
+
+DSZ_API dsz_status dsz_moe_routing_info_init(dsz_moe_routing_info *info, size_t size);
+DSZ_API dsz_status dsz_moe_routing_get_info(dsz_moe_routing *routing,
+                                            dsz_moe_routing_info *info);
+
+/* Copies the routes out; any pointer may be NULL. Route r = s * k + j is
+ * choice j of token s (j = 0 best). expert, slot, weight: tokens * k each
+ * (slot -1: dropped, weight 0); exp_counts: experts (routes per expert
+ * before dropping, DeepSpeed's exp_counts); probs: tokens * experts (the
+ * softmax). DeepSpeed's combine_weights[s, e, c] = weight[r] where
+ * expert[r] = e and slot[r] = c, and dispatch_mask = combine_weights != 0. */
+DSZ_API dsz_status dsz_moe_routing_get(dsz_moe_routing *routing, int32_t *expert,
+                                       int32_t *slot, float *weight,
+                                       int64_t *exp_counts, float *probs);
+
+/* Backward of the gate: from dL/dweight (tokens * k, may be NULL = 0) and
+ * dL/dl_aux, writes dL/dprobs and/or dL/dlogits (tokens * experts each,
+ * either may be NULL). Routing decisions stay fixed. */
+DSZ_API dsz_status dsz_moe_gate_backward(dsz_moe_routing *routing,
+                                         const float *d_weight, double d_l_aux,
+                                         float *d_probs, float *d_logits);
+
+/* Tokens [S, M] -> dispatched [E, C, M] (empty slots are zero), and its
+ * backward d_dispatched [E, C, M] -> d_tokens [S, M]. float32, float16 or
+ * bfloat16, compact, same dtype on both sides; not collective. */
+DSZ_API dsz_status dsz_moe_dispatch(dsz_moe_routing *routing,
+                                    const DLTensor *tokens, DLTensor *dispatched);
+DSZ_API dsz_status dsz_moe_dispatch_backward(dsz_moe_routing *routing,
+                                             const DLTensor *d_dispatched,
+                                             DLTensor *d_tokens);
+
+/* Expert outputs [E, C, M] -> out [S, M] = sum of weight * expert output
+ * over each token's routes; its backward writes d_expert_out [E, C, M]
+ * and/or d_weight (tokens * k floats), either may be NULL. Not collective. */
+DSZ_API dsz_status dsz_moe_combine(dsz_moe_routing *routing,
+                                   const DLTensor *expert_out, DLTensor *out);
+DSZ_API dsz_status dsz_moe_combine_backward(dsz_moe_routing *routing,
+                                            const DLTensor *expert_out,
+                                            const DLTensor *d_out,
+                                            DLTensor *d_expert_out,
+                                            float *d_weight);
+
+/* The expert-parallel all-to-all of an [E, C, M] buffer (E a multiple of
+ * ep_size; `in` and `out` same shape and dtype, not overlapping): chunk g
+ * (experts of group rank g) goes to group rank g, and `out` reads as
+ * [ep_size, E / ep_size, C, M] -- the tokens of every group rank for this
+ * rank's experts. The same call brings expert outputs back and is the
+ * backward of both directions. Collective over the expert-parallel group;
+ * blocks until done. */
+DSZ_API dsz_status dsz_moe_all_to_all(dsz_moe_group *group, const DLTensor *in,
+                                      DLTensor *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,10 +9,10 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <unordered_set>
 
+#include "api/engine_handle.h"
 #include "api/guard.h"
+#include "api/shim.h"
 #include "config/config.h"
 #include "engine/engine.h"
 
@@ -28,34 +28,13 @@ constexpr size_t kInitOptionsV1 = offsetof(dsz_init_options, log_all_ranks) + si
 constexpr size_t kStepInfoV1 = offsetof(dsz_step_info, loss_scale) + sizeof(double);
 constexpr size_t kStateV1 = sizeof(dsz_engine_state);
 
-template <class T>
-class Registry {
-public:
-    void add(T *p) {
-        std::lock_guard<std::mutex> lock(mu_);
-        live_.insert(p);
-    }
-    bool remove(T *p) {
-        std::lock_guard<std::mutex> lock(mu_);
-        return live_.erase(p) == 1;
-    }
-    bool contains(T *p) {
-        std::lock_guard<std::mutex> lock(mu_);
-        return live_.count(p) == 1;
-    }
-
-private:
-    std::mutex mu_;
-    std::unordered_set<T *> live_;
-};
-
-Registry<dsz_engine> &engines() {
-    static Registry<dsz_engine> r;
+shim::Registry<dsz_engine> &engines() {
+    static shim::Registry<dsz_engine> r;
     return r;
 }
 
-Registry<dsz_init_options> &heap_options() {
-    static Registry<dsz_init_options> r;
+shim::Registry<dsz_init_options> &heap_options() {
+    static shim::Registry<dsz_init_options> r;
     return r;
 }
 
@@ -65,27 +44,9 @@ Engine &live(dsz_engine *e) {
     return *e->impl;
 }
 
-void need(const void *p, const char *what) {
-    if (!p) fail(DSZ_ERR_INVALID_ARGUMENT, "%s is NULL", what);
-}
-
-void check_struct_size(size_t size, size_t min, const char *what) {
-    if (size < min)
-        fail(DSZ_ERR_INVALID_ARGUMENT, "%s.size is %zu, smaller than the first version of the struct (%zu): "
-                                       "fill it with its _init function",
-             what, size, min);
-}
-
-/* Copies min(size, sizeof(T)) bytes of a caller struct over defaults. */
-template <class T>
-T read_sized(const T *src, size_t min, const char *what) {
-    T out;
-    std::memset(&out, 0, sizeof out);
-    const size_t n = std::min<size_t>(src->size, sizeof(T));
-    check_struct_size(src->size, min, what);
-    std::memcpy(&out, src, n);
-    return out;
-}
+using shim::check_struct_size;
+using shim::need;
+using shim::read_sized;
 
 EngineOptions engine_options(const dsz_init_options *o) {
     dsz_init_options d;
@@ -124,6 +85,9 @@ char *copy_string(const std::string &s) {
 }
 
 }  // namespace
+
+Engine &live_engine(dsz_engine *e) { return live(e); }
+
 }  // namespace dsz
 
 using namespace dsz;

@@ -139,6 +139,8 @@ public:
     const Logger &logger() const { return log_; }
     int rank() const { return rank_; }
     int world_size() const { return world_; }
+    /* The world communicator; MoE groups are split from it (src/api/moe_api.cpp). */
+    comm::Communicator &communicator() const { return *comm_; }
 
     /* names[i] / tensors[i] / groups[i] describe parameter i; `specs` may be
      * empty (one group with the config's settings). */

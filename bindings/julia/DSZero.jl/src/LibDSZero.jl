@@ -313,4 +313,92 @@ dsz_load(engine, dir, tag, flags, client_state_json) =
     ccall(sym(:dsz_load), dsz_status, (Ptr{dsz_engine}, Cstring, Ptr{Cchar}, UInt32, Ptr{Ptr{Cchar}}),
           engine, dir, tag, flags, client_state_json)
 
+# ---- mixture of experts (docs/moe.md) ----
+
+"Opaque expert-parallel layout; only ever seen as `Ptr{dsz_moe_group}`."
+struct dsz_moe_group end
+"Opaque routes of one gate call; only ever seen as `Ptr{dsz_moe_routing}`."
+struct dsz_moe_routing end
+
+const DSZ_MOE_NOISE_NONE = Int32(0)
+const DSZ_MOE_NOISE_JITTER = Int32(1)
+const DSZ_MOE_NOISE_RSAMPLE = Int32(2)
+const DSZ_MOE_DROP_PROBS = Int32(0)
+const DSZ_MOE_DROP_POSITION = Int32(1)
+
+struct dsz_moe_gate_config
+    size::UInt32
+    k::Int32
+    capacity_factor::Cdouble
+    eval_capacity_factor::Cdouble
+    min_capacity::Int64
+    training::Int32
+    drop_tokens::Int32
+    use_rts::Int32
+    noisy_gate_policy::Int32
+    top2_2nd_expert_sampling::Int32
+    drop_policy::Int32
+    tensor_parallel_size::Int64
+    seed::UInt64
+end
+
+struct dsz_moe_routing_info
+    size::UInt32
+    k::Int32
+    tokens::Int64
+    experts::Int64
+    capacity::Int64
+    dropped::Int64
+    l_aux::Cdouble
+end
+
+dsz_moe_gate_config_init(cfg, size) =
+    ccall(sym(:dsz_moe_gate_config_init), dsz_status, (Ptr{dsz_moe_gate_config}, Csize_t), cfg, size)
+dsz_moe_group_new(out, engine, ep_size, mpi_comm) =
+    ccall(sym(:dsz_moe_group_new), dsz_status, (Ptr{Ptr{dsz_moe_group}}, Ptr{dsz_engine}, Int32, Ptr{Cvoid}),
+          out, engine, ep_size, mpi_comm)
+dsz_moe_group_free(group) = ccall(sym(:dsz_moe_group_free), dsz_status, (Ptr{dsz_moe_group},), group)
+dsz_moe_group_info(group, ep_size, ep_rank, edp_size, edp_rank) =
+    ccall(sym(:dsz_moe_group_info), dsz_status,
+          (Ptr{dsz_moe_group}, Ptr{Int32}, Ptr{Int32}, Ptr{Int32}, Ptr{Int32}),
+          group, ep_size, ep_rank, edp_size, edp_rank)
+dsz_moe_jitter(x, n, epsilon, seed, multipliers) =
+    ccall(sym(:dsz_moe_jitter), dsz_status, (Ptr{Cfloat}, Csize_t, Cdouble, UInt64, Ptr{Cfloat}),
+          x, n, epsilon, seed, multipliers)
+dsz_moe_gate(out, cfg, logits, tokens, experts, used_token, group) =
+    ccall(sym(:dsz_moe_gate), dsz_status,
+          (Ptr{Ptr{dsz_moe_routing}}, Ptr{dsz_moe_gate_config}, Ptr{Cfloat}, Int64, Int64, Ptr{UInt8},
+           Ptr{dsz_moe_group}),
+          out, cfg, logits, tokens, experts, used_token, group)
+dsz_moe_routing_free(routing) = ccall(sym(:dsz_moe_routing_free), dsz_status, (Ptr{dsz_moe_routing},), routing)
+dsz_moe_routing_info_init(info, size) =
+    ccall(sym(:dsz_moe_routing_info_init), dsz_status, (Ptr{dsz_moe_routing_info}, Csize_t), info, size)
+dsz_moe_routing_get_info(routing, info) =
+    ccall(sym(:dsz_moe_routing_get_info), dsz_status, (Ptr{dsz_moe_routing}, Ptr{dsz_moe_routing_info}),
+          routing, info)
+dsz_moe_routing_get(routing, expert, slot, weight, exp_counts, probs) =
+    ccall(sym(:dsz_moe_routing_get), dsz_status,
+          (Ptr{dsz_moe_routing}, Ptr{Int32}, Ptr{Int32}, Ptr{Cfloat}, Ptr{Int64}, Ptr{Cfloat}),
+          routing, expert, slot, weight, exp_counts, probs)
+dsz_moe_gate_backward(routing, d_weight, d_l_aux, d_probs, d_logits) =
+    ccall(sym(:dsz_moe_gate_backward), dsz_status,
+          (Ptr{dsz_moe_routing}, Ptr{Cfloat}, Cdouble, Ptr{Cfloat}, Ptr{Cfloat}),
+          routing, d_weight, d_l_aux, d_probs, d_logits)
+dsz_moe_dispatch(routing, tokens, dispatched) =
+    ccall(sym(:dsz_moe_dispatch), dsz_status, (Ptr{dsz_moe_routing}, Ptr{DLTensor}, Ptr{DLTensor}),
+          routing, tokens, dispatched)
+dsz_moe_dispatch_backward(routing, d_dispatched, d_tokens) =
+    ccall(sym(:dsz_moe_dispatch_backward), dsz_status, (Ptr{dsz_moe_routing}, Ptr{DLTensor}, Ptr{DLTensor}),
+          routing, d_dispatched, d_tokens)
+dsz_moe_combine(routing, expert_out, out) =
+    ccall(sym(:dsz_moe_combine), dsz_status, (Ptr{dsz_moe_routing}, Ptr{DLTensor}, Ptr{DLTensor}),
+          routing, expert_out, out)
+dsz_moe_combine_backward(routing, expert_out, d_out, d_expert_out, d_weight) =
+    ccall(sym(:dsz_moe_combine_backward), dsz_status,
+          (Ptr{dsz_moe_routing}, Ptr{DLTensor}, Ptr{DLTensor}, Ptr{DLTensor}, Ptr{Cfloat}),
+          routing, expert_out, d_out, d_expert_out, d_weight)
+dsz_moe_all_to_all(group, input, out) =
+    ccall(sym(:dsz_moe_all_to_all), dsz_status, (Ptr{dsz_moe_group}, Ptr{DLTensor}, Ptr{DLTensor}),
+          group, input, out)
+
 end # module LibDSZero

@@ -248,3 +248,136 @@ unsafe extern "C" {
         client_state_json: *mut *mut c_char,
     ) -> dsz_status;
 }
+
+// ---- mixture of experts (docs/moe.md) ----
+/// Opaque expert-parallel layout (`typedef struct dsz_moe_group dsz_moe_group`).
+#[repr(C)]
+pub struct dsz_moe_group {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+/// Opaque routes of one gate call (`typedef struct dsz_moe_routing dsz_moe_routing`).
+#[repr(C)]
+pub struct dsz_moe_routing {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+pub const DSZ_MOE_NOISE_NONE: i32 = 0;
+pub const DSZ_MOE_NOISE_JITTER: i32 = 1;
+pub const DSZ_MOE_NOISE_RSAMPLE: i32 = 2;
+pub const DSZ_MOE_DROP_PROBS: i32 = 0;
+pub const DSZ_MOE_DROP_POSITION: i32 = 1;
+
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq)]
+pub struct dsz_moe_gate_config {
+    pub size: u32,
+    pub k: i32,
+    pub capacity_factor: f64,
+    pub eval_capacity_factor: f64,
+    pub min_capacity: i64,
+    pub training: i32,
+    pub drop_tokens: i32,
+    pub use_rts: i32,
+    pub noisy_gate_policy: i32,
+    pub top2_2nd_expert_sampling: i32,
+    pub drop_policy: i32,
+    pub tensor_parallel_size: i64,
+    pub seed: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq)]
+pub struct dsz_moe_routing_info {
+    pub size: u32,
+    pub k: i32,
+    pub tokens: i64,
+    pub experts: i64,
+    pub capacity: i64,
+    pub dropped: i64,
+    pub l_aux: f64,
+}
+
+unsafe extern "C" {
+    pub fn dsz_moe_gate_config_init(cfg: *mut dsz_moe_gate_config, size: usize) -> dsz_status;
+    pub fn dsz_moe_group_new(
+        out: *mut *mut dsz_moe_group,
+        engine: *mut dsz_engine,
+        ep_size: i32,
+        mpi_comm: *mut c_void,
+    ) -> dsz_status;
+    pub fn dsz_moe_group_free(group: *mut dsz_moe_group) -> dsz_status;
+    pub fn dsz_moe_group_info(
+        group: *mut dsz_moe_group,
+        ep_size: *mut i32,
+        ep_rank: *mut i32,
+        edp_size: *mut i32,
+        edp_rank: *mut i32,
+    ) -> dsz_status;
+    pub fn dsz_moe_jitter(
+        x: *mut f32,
+        n: usize,
+        epsilon: f64,
+        seed: u64,
+        multipliers: *mut f32,
+    ) -> dsz_status;
+    pub fn dsz_moe_gate(
+        out: *mut *mut dsz_moe_routing,
+        cfg: *const dsz_moe_gate_config,
+        logits: *const f32,
+        tokens: i64,
+        experts: i64,
+        used_token: *const u8,
+        group: *mut dsz_moe_group,
+    ) -> dsz_status;
+    pub fn dsz_moe_routing_free(routing: *mut dsz_moe_routing) -> dsz_status;
+    pub fn dsz_moe_routing_info_init(info: *mut dsz_moe_routing_info, size: usize) -> dsz_status;
+    pub fn dsz_moe_routing_get_info(
+        routing: *mut dsz_moe_routing,
+        info: *mut dsz_moe_routing_info,
+    ) -> dsz_status;
+    pub fn dsz_moe_routing_get(
+        routing: *mut dsz_moe_routing,
+        expert: *mut i32,
+        slot: *mut i32,
+        weight: *mut f32,
+        exp_counts: *mut i64,
+        probs: *mut f32,
+    ) -> dsz_status;
+    pub fn dsz_moe_gate_backward(
+        routing: *mut dsz_moe_routing,
+        d_weight: *const f32,
+        d_l_aux: f64,
+        d_probs: *mut f32,
+        d_logits: *mut f32,
+    ) -> dsz_status;
+    pub fn dsz_moe_dispatch(
+        routing: *mut dsz_moe_routing,
+        tokens: *const DLTensor,
+        dispatched: *mut DLTensor,
+    ) -> dsz_status;
+    pub fn dsz_moe_dispatch_backward(
+        routing: *mut dsz_moe_routing,
+        d_dispatched: *const DLTensor,
+        d_tokens: *mut DLTensor,
+    ) -> dsz_status;
+    pub fn dsz_moe_combine(
+        routing: *mut dsz_moe_routing,
+        expert_out: *const DLTensor,
+        out: *mut DLTensor,
+    ) -> dsz_status;
+    pub fn dsz_moe_combine_backward(
+        routing: *mut dsz_moe_routing,
+        expert_out: *const DLTensor,
+        d_out: *const DLTensor,
+        d_expert_out: *mut DLTensor,
+        d_weight: *mut f32,
+    ) -> dsz_status;
+    pub fn dsz_moe_all_to_all(
+        group: *mut dsz_moe_group,
+        input: *const DLTensor,
+        out: *mut DLTensor,
+    ) -> dsz_status;
+}

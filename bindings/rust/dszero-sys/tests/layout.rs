@@ -233,6 +233,45 @@ fn table() -> Table {
         kDLBfloat,
         kDLComplex
     );
+    // ---- mixture of experts ----
+    record!(
+        t,
+        dsz_moe_gate_config {
+            size,
+            k,
+            capacity_factor,
+            eval_capacity_factor,
+            min_capacity,
+            training,
+            drop_tokens,
+            use_rts,
+            noisy_gate_policy,
+            top2_2nd_expert_sampling,
+            drop_policy,
+            tensor_parallel_size,
+            seed
+        }
+    );
+    record!(
+        t,
+        dsz_moe_routing_info {
+            size,
+            k,
+            tokens,
+            experts,
+            capacity,
+            dropped,
+            l_aux
+        }
+    );
+    constants!(
+        t,
+        DSZ_MOE_NOISE_NONE,
+        DSZ_MOE_NOISE_JITTER,
+        DSZ_MOE_NOISE_RSAMPLE,
+        DSZ_MOE_DROP_PROBS,
+        DSZ_MOE_DROP_POSITION
+    );
     t
 }
 
