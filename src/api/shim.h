@@ -19,7 +19,7 @@
  * names the pipeline, and the host may not free it nor run its backward and
  * step (the pipeline does). */
 struct dsz_engine {
-    std::unique_ptr<dsz::Engine> impl;
+    std::shared_ptr<dsz::Engine> impl;
     const char *lender = nullptr;
 };
 
