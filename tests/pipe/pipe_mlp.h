@@ -47,20 +47,20 @@ typedef struct pm_model {
     double spin_forward_us, spin_backward_us; /* bench: extra time per callback */
 } pm_model;
 
-static float pm_value(unsigned seed) {
+static inline float pm_value(unsigned seed) {
     seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
     return (float)(seed & 0xffff) / 32768.0f - 1.0f;
 }
 
 /* Inputs (which = 0) and targets (which = 1) of sample block g. */
-static float pm_data(int64_t g, int which, int row, int col) {
+static inline float pm_data(int64_t g, int which, int row, int col) {
     return pm_value((unsigned)(g * 7919 + which * 1000003 + row * 131 + col * 17 + 5));
 }
 
-static float *pm_alloc(size_t n) { return (float *)calloc(n ? n : 1, sizeof(float)); }
+static inline float *pm_alloc(size_t n) { return (float *)calloc(n ? n : 1, sizeof(float)); }
 
 /* Builds layers [lo, hi) of the model with deterministic initial values. */
-static void pm_make(pm_model *m, int n_layers, const int *dims, int batch, int lo, int hi, int n_buffers) {
+static inline void pm_make(pm_model *m, int n_layers, const int *dims, int batch, int lo, int hi, int n_buffers) {
     memset(m, 0, sizeof *m);
     m->n_layers = n_layers;
     m->batch = batch;
@@ -98,7 +98,7 @@ static void pm_make(pm_model *m, int n_layers, const int *dims, int batch, int l
     }
 }
 
-static void pm_free(pm_model *m) {
+static inline void pm_free(pm_model *m) {
     for (int l = m->lo; l < m->hi; ++l) free(m->w[l]), free(m->b[l]);
     for (int f = 0; f < m->n_buffers; ++f) {
         free(m->x[f]);
@@ -109,7 +109,7 @@ static void pm_free(pm_model *m) {
 }
 
 /* Registers this stage's parameters with `e` (which becomes m->engine). */
-static dsz_status pm_register(pm_model *m, dsz_engine *e) {
+static inline dsz_status pm_register(pm_model *m, dsz_engine *e) {
     char names[2 * PM_MAX_LAYERS][32];
     dsz_param p[2 * PM_MAX_LAYERS];
     int n = 0;
@@ -126,7 +126,7 @@ static dsz_status pm_register(pm_model *m, dsz_engine *e) {
     return dsz_register_params(e, p, (size_t)n, NULL, 0);
 }
 
-static void pm_spin(double us) {
+static inline void pm_spin(double us) {
     if (us <= 0) return;
     struct timespec ts;
     ts.tv_sec = (time_t)(us / 1e6);
@@ -134,7 +134,7 @@ static void pm_spin(double us) {
     nanosleep(&ts, NULL);
 }
 
-static int pm_load(void *user, int32_t buf, int64_t micro) {
+static inline int pm_load(void *user, int32_t buf, int64_t micro) {
     pm_model *m = (pm_model *)user;
     ++m->calls;
     const int64_t g = m->first_sample + micro;
@@ -149,7 +149,7 @@ static int pm_load(void *user, int32_t buf, int64_t micro) {
 }
 
 /* y = tanh?(x W^T + b) for layer l over the batch, double accumulation. */
-static void pm_layer(const pm_model *m, int l, const float *x, float *y) {
+static inline void pm_layer(const pm_model *m, int l, const float *x, float *y) {
     const int in = m->dims[l], out = m->dims[l + 1];
     for (int r = 0; r < m->batch; ++r)
         for (int o = 0; o < out; ++o) {
@@ -159,7 +159,7 @@ static void pm_layer(const pm_model *m, int l, const float *x, float *y) {
         }
 }
 
-static int pm_forward(void *user, int32_t buf, int64_t micro, const DLTensor *input, DLTensor *output, double *loss) {
+static inline int pm_forward(void *user, int32_t buf, int64_t micro, const DLTensor *input, DLTensor *output, double *loss) {
     pm_model *m = (pm_model *)user;
     ++m->calls;
     pm_spin(m->spin_forward_us);
@@ -189,7 +189,7 @@ static int pm_forward(void *user, int32_t buf, int64_t micro, const DLTensor *in
     return 0;
 }
 
-static int pm_backward(void *user, int32_t buf, int64_t micro, const DLTensor *output_grad, DLTensor *input_grad) {
+static inline int pm_backward(void *user, int32_t buf, int64_t micro, const DLTensor *output_grad, DLTensor *input_grad) {
     pm_model *m = (pm_model *)user;
     ++m->calls;
     pm_spin(m->spin_backward_us);
@@ -259,7 +259,7 @@ static int pm_backward(void *user, int32_t buf, int64_t micro, const DLTensor *o
 
 /* The loss of sample block g for the whole model (layers [0, L)) in double
  * precision, from full-model weights `w`, `b` (float). */
-static double pm_loss_f64(const pm_model *full, int64_t g) {
+static inline double pm_loss_f64(const pm_model *full, int64_t g) {
     const int L = full->n_layers, B = full->batch;
     int maxd = 0;
     for (int l = 0; l <= L; ++l) maxd = full->dims[l] > maxd ? full->dims[l] : maxd;
