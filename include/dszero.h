@@ -591,6 +591,213 @@ DSZ_API dsz_status dsz_moe_combine_backward(dsz_moe_routing *routing,
 DSZ_API dsz_status dsz_moe_all_to_all(dsz_moe_group *group, const DLTensor *in,
                                       DLTensor *out);
 
+/* ------------------------------------------------------------------------- */
+/* Pipeline parallelism (docs/pipeline.md)                                    */
+/* ------------------------------------------------------------------------- */
+
+/* Status appended for the pipeline: a host callback returned non-zero. */
+enum { DSZ_ERR_CALLBACK = 16 };
+
+/* Instruction kinds of a pipeline schedule: DeepSpeed's PipeInstruction
+ * classes (LoadMicroBatch, ForwardPass, ...). */
+enum {
+    DSZ_PIPE_LOAD_MICRO_BATCH = 0,
+    DSZ_PIPE_FORWARD_PASS = 1,
+    DSZ_PIPE_BACKWARD_PASS = 2,
+    DSZ_PIPE_SEND_ACTIVATION = 3,
+    DSZ_PIPE_RECV_ACTIVATION = 4,
+    DSZ_PIPE_SEND_GRAD = 5,
+    DSZ_PIPE_RECV_GRAD = 6,
+    DSZ_PIPE_REDUCE_TIED_GRADS = 7,
+    DSZ_PIPE_REDUCE_GRADS = 8,
+    DSZ_PIPE_OPTIMIZER_STEP = 9
+};
+
+/* Schedules: DeepSpeed's TrainSchedule (synchronous 1F1B) and
+ * InferenceSchedule. */
+enum {
+    DSZ_PIPE_SCHEDULE_TRAIN = 0,
+    DSZ_PIPE_SCHEDULE_INFERENCE = 1
+};
+
+/* One instruction of a schedule. DeepSpeed's instructions carry only the
+ * buffer id; `step` and `micro_batch` make the stream easy to inspect. */
+typedef struct dsz_pipe_instr {
+    int32_t kind;         /* DSZ_PIPE_* instruction kind */
+    int32_t step;         /* the schedule step it belongs to, from 0 */
+    int32_t buffer_id;    /* pipeline buffer; -1 for REDUCE_* / OPTIMIZER_STEP */
+    int32_t micro_batch;  /* micro-batch it acts on; -1 for REDUCE_* / OPTIMIZER_STEP */
+} dsz_pipe_instr;
+
+/* The instruction stream that stage `stage_id` of `stages` runs for a batch
+ * of `micro_batches` (schedule `kind`), in order, step by step: exactly
+ * DeepSpeed's (reference §8.1-8.2). *n_instr always receives the stream's
+ * length; `out` (may be NULL when capacity is 0) receives the stream when
+ * `capacity` is large enough, else DSZ_ERR_INVALID_ARGUMENT and nothing is
+ * written to `out`. Pure, not collective. */
+DSZ_API dsz_status dsz_pipe_schedule(int32_t kind, int32_t micro_batches,
+                                     int32_t stages, int32_t stage_id,
+                                     dsz_pipe_instr *out, size_t capacity,
+                                     size_t *n_instr);
+
+/* Pipeline buffers the stage needs (max(2, min(stages - stage_id,
+ * micro_batches)) to train, 2 for inference) and steps of a batch
+ * (2 (micro_batches + stages - 1) to train, micro_batches + stages - 1 for
+ * inference). Either pointer may be NULL. Pure. */
+DSZ_API dsz_status dsz_pipe_schedule_size(int32_t kind, int32_t micro_batches,
+                                          int32_t stages, int32_t stage_id,
+                                          int32_t *n_buffers, int32_t *n_steps);
+
+/* Splits `n_layers` layers over `stages` stages as DeepSpeed's
+ * PipelineModule does; `parts` receives stages + 1 boundaries: stage s owns
+ * layers [parts[s], parts[s+1]). `method` (case-insensitive):
+ *   "uniform"       equal layer counts (the first n_layers % stages stages
+ *                   get one more);
+ *   "parameters"    balance `param_counts` (trainable parameters per layer);
+ *   "type:<regex>"  balance the layers whose `layer_types[i]` (a class name;
+ *                   NULL never matches) matches the regex (ECMAScript,
+ *                   searched anywhere, case-insensitive); no match is
+ *                   DSZ_ERR_INVALID_ARGUMENT.
+ * The balanced methods use DeepSpeed's exact split (minimises heaviest minus
+ * lightest part; ties go to later split points). Arrays the method does not
+ * use may be NULL. "profile" is DSZ_ERR_UNSUPPORTED. Pure. */
+DSZ_API dsz_status dsz_pipe_partition(const char *method, size_t n_layers,
+                                      const int64_t *param_counts,
+                                      const char **layer_types,
+                                      int32_t stages, int64_t *parts);
+
+/* The executor. */
+typedef struct dsz_pipe_engine dsz_pipe_engine;
+
+/* Host callbacks. Each returns 0 on success; anything else aborts the batch
+ * on every rank (dsz_pipe_train_batch returns DSZ_ERR_CALLBACK naming the
+ * stage, the callback, the micro-batch and the value). They run on the
+ * thread that called dsz_pipe_train_batch and may call dszero's functions
+ * on the stage engine (dsz_grad_ready, dsz_loss_scale, getters), never
+ * dsz_pipe_train_batch. `buffer_id` is the schedule's pipeline buffer
+ * (0 <= buffer_id < dsz_pipe_info.n_buffers): what a stage keeps between a
+ * micro-batch's forward and backward (its inputs, activations, labels) can
+ * live in per-buffer slots.
+ *
+ * load_micro_batch: first stage: fetch the inputs of `micro_batch` into
+ *   slot `buffer_id`; last stage: fetch its labels. Not called elsewhere.
+ * forward: run this stage's layers on micro-batch `micro_batch`. `input` is
+ *   the previous stage's activation (NULL on the first stage; owned by
+ *   dszero, valid until this micro-batch's backward returns). A stage that is
+ *   not the last describes its output in *output (zeroed before the call):
+ *   host memory, compact, float32 / float16 / bfloat16, the same shape and
+ *   dtype for every micro-batch of the run; its data must stay untouched
+ *   until the next callback on this rank or until dsz_pipe_train_batch
+ *   returns (the struct and its shape array are read when the call returns).
+ *   The last stage gets output == NULL and writes the micro-batch's loss to
+ *   *loss (NULL elsewhere).
+ * backward: backpropagate micro-batch `micro_batch` and hand this stage's
+ *   parameter gradients to the stage engine with dsz_grad_ready.
+ *   `output_grad` is the gradient of this stage's output from the next stage
+ *   (NULL on the last stage, which starts from its loss multiplied by
+ *   dsz_loss_scale). A stage that is not the first describes the gradient of
+ *   its `input` in *input_grad (same shape and dtype as the input; same
+ *   lifetime rule as forward's output); the first stage gets NULL. */
+typedef int32_t (*dsz_pipe_load_fn)(void *user_data, int32_t buffer_id,
+                                    int64_t micro_batch);
+typedef int32_t (*dsz_pipe_forward_fn)(void *user_data, int32_t buffer_id,
+                                       int64_t micro_batch,
+                                       const DLTensor *input,
+                                       DLTensor *output, double *loss);
+typedef int32_t (*dsz_pipe_backward_fn)(void *user_data, int32_t buffer_id,
+                                        int64_t micro_batch,
+                                        const DLTensor *output_grad,
+                                        DLTensor *input_grad);
+
+/* Fill with dsz_pipe_options_init, then set the stage count and callbacks. */
+typedef struct dsz_pipe_options {
+    uint32_t size;        /* sizeof(dsz_pipe_options), set by _init */
+    int32_t stages;       /* pipeline stages (must divide the world size);
+                             0: the config's pipeline.stages (a number) */
+    dsz_pipe_load_fn load_micro_batch;  /* may be NULL */
+    dsz_pipe_forward_fn forward;        /* required */
+    dsz_pipe_backward_fn backward;      /* required */
+    void *user_data;      /* passed to every callback */
+} dsz_pipe_options;
+
+DSZ_API dsz_status dsz_pipe_options_init(dsz_pipe_options *opts, size_t size);
+
+/* Creates a pipeline executor: the world's ranks form a grid of `stages`
+ * stages x (world / stages) data-parallel replicas, world rank =
+ * stage * replicas + replica (DeepSpeed's layout), and each rank gets an
+ * engine for its stage running over its stage's data-parallel group (ZeRO
+ * stage 0 or 1 inside the stage; stages 2 and 3 are refused, as DeepSpeed
+ * does; overlap_comm has no effect). gradient_accumulation_steps is the
+ * number of micro-batches per batch. Gradient norms (clipping) and fp16
+ * overflow checks cover the whole model across stages. `config` and `opts`
+ * are as for dsz_init (opts may be NULL); `pipe` is required and copied.
+ * Register the stage's parameters on the engine dsz_pipe_stage_engine gives.
+ * On failure *out is NULL. Collective over the world. */
+DSZ_API dsz_status dsz_pipe_init(dsz_pipe_engine **out, const char *config,
+                                 const dsz_init_options *opts,
+                                 const dsz_pipe_options *pipe);
+
+/* Releases the executor and its stage engine. NULL is DSZ_OK; a dead handle
+ * is DSZ_ERR_INVALID_ARGUMENT. */
+DSZ_API dsz_status dsz_pipe_free(dsz_pipe_engine *pipe);
+
+/* The engine of this rank's stage, lent: it lives as long as the executor.
+ * Use it to register the stage's parameters, hand over gradients in the
+ * backward callback, read the loss multiplier, state and learning rates,
+ * and save or load checkpoints (per stage: give each stage its own
+ * directory). dsz_backward, dsz_step and dsz_engine_free refuse it
+ * (DSZ_ERR_STATE): the executor runs them. */
+DSZ_API dsz_status dsz_pipe_stage_engine(dsz_pipe_engine *pipe,
+                                         dsz_engine **engine);
+
+/* Where this rank sits and what a batch looks like. */
+typedef struct dsz_pipe_info {
+    uint32_t size;
+    int32_t stages;
+    int32_t stage_id;
+    int32_t data_parallel_size;   /* replicas of each stage */
+    int32_t data_parallel_rank;
+    int32_t world_size;
+    int32_t rank;                 /* world rank */
+    int32_t micro_batches;        /* gradient_accumulation_steps */
+    int32_t n_buffers;            /* pipeline buffers of this stage */
+    int32_t n_steps;              /* schedule steps per batch */
+} dsz_pipe_info;
+
+DSZ_API dsz_status dsz_pipe_info_init(dsz_pipe_info *info, size_t size);
+DSZ_API dsz_status dsz_pipe_get_info(dsz_pipe_engine *pipe, dsz_pipe_info *info);
+
+/* What one dsz_pipe_train_batch did on this rank. */
+typedef struct dsz_pipe_batch_info {
+    uint32_t size;
+    int32_t stepped;         /* 1 when the optimizer updated the parameters */
+    int32_t skipped;         /* 1 when an fp16/bf16 overflow skipped the update */
+    int32_t reserved0;
+    double loss;             /* as returned through *loss */
+    double grad_norm;        /* global over all stages; -1 when not finite */
+    int64_t global_steps;
+    double schedule_ms;      /* running the instruction stream */
+    double compute_ms;       /* ... of which inside the host's callbacks */
+    double transfer_wait_ms; /* ... of which blocked on stage-to-stage messages */
+    double step_ms;          /* agreement, gradient reduction, optimizer step */
+} dsz_pipe_batch_info;
+
+DSZ_API dsz_status dsz_pipe_batch_info_init(dsz_pipe_batch_info *info, size_t size);
+
+/* Trains one batch: runs the TrainSchedule over gradient_accumulation_steps
+ * micro-batches, calling the host's callbacks and moving activations and
+ * gradients between adjacent stages; then every rank agrees on the outcome,
+ * gradients are reduced within each stage's data-parallel group and the
+ * optimizer steps. *loss (may be NULL) receives the mean over micro-batches
+ * and data-parallel replicas of the last stage's losses, on every rank;
+ * `info` may be NULL. When a callback fails, or a stage's output or input
+ * gradient changes shape or dtype, every rank returns the same error naming
+ * the stage and what failed (DSZ_ERR_CALLBACK, DSZ_ERR_SHAPE,
+ * DSZ_ERR_DTYPE), the batch is abandoned without an update and the executor
+ * stays usable. Collective over the world; blocks until the step is done. */
+DSZ_API dsz_status dsz_pipe_train_batch(dsz_pipe_engine *pipe, double *loss,
+                                        dsz_pipe_batch_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,31 +10,13 @@
 #include <cstring>
 #include <memory>
 
-#include "api/engine_handle.h"
-#include "api/guard.h"
 #include "api/shim.h"
 #include "config/config.h"
-#include "engine/engine.h"
-
-struct dsz_engine {
-    std::unique_ptr<dsz::Engine> impl;
-};
 
 namespace dsz {
-namespace {
 
-/* First published size of each growable struct: callers may not pass less. */
-constexpr size_t kInitOptionsV1 = offsetof(dsz_init_options, log_all_ranks) + sizeof(int32_t);
-constexpr size_t kStepInfoV1 = offsetof(dsz_step_info, loss_scale) + sizeof(double);
-constexpr size_t kStateV1 = sizeof(dsz_engine_state);
-
-shim::Registry<dsz_engine> &engines() {
-    static shim::Registry<dsz_engine> r;
-    return r;
-}
-
-shim::Registry<dsz_init_options> &heap_options() {
-    static shim::Registry<dsz_init_options> r;
+Registry<dsz_engine> &engines() {
+    static Registry<dsz_engine> r;
     return r;
 }
 
@@ -44,9 +26,38 @@ Engine &live(dsz_engine *e) {
     return *e->impl;
 }
 
-using shim::check_struct_size;
-using shim::need;
-using shim::read_sized;
+Engine &owned(dsz_engine *e, const char *fn) {
+    Engine &impl = live(e);
+    if (e->lender)
+        fail(DSZ_ERR_STATE, "%s: this engine belongs to a %s, which runs its backward and step and frees it", fn,
+             e->lender);
+    return impl;
+}
+
+void need(const void *p, const char *what) {
+    if (!p) fail(DSZ_ERR_INVALID_ARGUMENT, "%s is NULL", what);
+}
+
+void check_struct_size(size_t size, size_t min, const char *what) {
+    if (size < min)
+        fail(DSZ_ERR_INVALID_ARGUMENT, "%s.size is %zu, smaller than the first version of the struct (%zu): "
+                                       "fill it with its _init function",
+             what, size, min);
+}
+
+namespace {
+
+/* First published size of each growable struct: callers may not pass less. */
+constexpr size_t kInitOptionsV1 = offsetof(dsz_init_options, log_all_ranks) + sizeof(int32_t);
+constexpr size_t kStepInfoV1 = offsetof(dsz_step_info, loss_scale) + sizeof(double);
+constexpr size_t kStateV1 = sizeof(dsz_engine_state);
+
+Registry<dsz_init_options> &heap_options() {
+    static Registry<dsz_init_options> r;
+    return r;
+}
+
+}  // namespace
 
 EngineOptions engine_options(const dsz_init_options *o) {
     dsz_init_options d;
@@ -78,6 +89,8 @@ std::string config_text(const char *config) {
     return read_config_file(config);
 }
 
+namespace {
+
 char *copy_string(const std::string &s) {
     char *out = new char[s.size() + 1];
     std::memcpy(out, s.c_str(), s.size() + 1);
@@ -86,7 +99,6 @@ char *copy_string(const std::string &s) {
 
 }  // namespace
 
-Engine &live_engine(dsz_engine *e) { return live(e); }
 
 }  // namespace dsz
 
@@ -147,6 +159,7 @@ DSZ_API dsz_status dsz_init(dsz_engine **out, const char *config, const dsz_init
 DSZ_API dsz_status dsz_engine_free(dsz_engine *engine) {
     return guarded("dsz_engine_free", [&] {
         if (!engine) return;
+        if (engines().contains(engine)) owned(engine, "dsz_engine_free");
         if (!engines().remove(engine))
             fail(DSZ_ERR_INVALID_ARGUMENT, "engine handle %p is not a live engine (freed already?)",
                  static_cast<void *>(engine));
@@ -250,7 +263,7 @@ DSZ_API dsz_status dsz_grad_ready(dsz_engine *engine, size_t index, const DLTens
 }
 
 DSZ_API dsz_status dsz_backward(dsz_engine *engine) {
-    return guarded("dsz_backward", [&] { live(engine).backward(); });
+    return guarded("dsz_backward", [&] { owned(engine, "dsz_backward").backward(); });
 }
 
 DSZ_API dsz_status dsz_step_info_init(dsz_step_info *info, size_t size) {
@@ -266,7 +279,7 @@ DSZ_API dsz_status dsz_step(dsz_engine *engine, dsz_step_info *info) {
     Engine *e = nullptr;
     StepResult r;
     const dsz_status st = guarded("dsz_step", [&] {
-        e = &live(engine);
+        e = &owned(engine, "dsz_step");
         if (info) check_struct_size(info->size, kStepInfoV1, "dsz_step_info");
         r = e->step();
     });

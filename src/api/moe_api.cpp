@@ -10,7 +10,6 @@
 #include <cmath>
 #include <memory>
 
-#include "api/engine_handle.h"
 #include "api/guard.h"
 #include "api/shim.h"
 #include "comm/communicator.h"
@@ -31,18 +30,17 @@ struct dsz_moe_routing {
 namespace dsz {
 namespace {
 
-using shim::need;
 
 constexpr size_t kGateConfigV1 = sizeof(dsz_moe_gate_config);
 constexpr size_t kRoutingInfoV1 = sizeof(dsz_moe_routing_info);
 
-shim::Registry<dsz_moe_group> &groups() {
-    static shim::Registry<dsz_moe_group> r;
+Registry<dsz_moe_group> &groups() {
+    static Registry<dsz_moe_group> r;
     return r;
 }
 
-shim::Registry<dsz_moe_routing> &routings() {
-    static shim::Registry<dsz_moe_routing> r;
+Registry<dsz_moe_routing> &routings() {
+    static Registry<dsz_moe_routing> r;
     return r;
 }
 
@@ -62,7 +60,7 @@ const moe::Routing &live(dsz_moe_routing *r) {
 
 moe::GateConfig gate_config(const dsz_moe_gate_config *c) {
     need(c, "cfg");
-    const dsz_moe_gate_config d = shim::read_sized(c, kGateConfigV1, "dsz_moe_gate_config");
+    const dsz_moe_gate_config d = read_sized(c, kGateConfigV1, "dsz_moe_gate_config");
     moe::GateConfig g;
     g.k = d.k;
     g.capacity_factor = d.capacity_factor;
@@ -127,7 +125,7 @@ extern "C" {
 DSZ_API dsz_status dsz_moe_gate_config_init(dsz_moe_gate_config *cfg, size_t size) {
     return guarded("dsz_moe_gate_config_init", [&] {
         need(cfg, "cfg");
-        shim::check_struct_size(size, kGateConfigV1, "dsz_moe_gate_config");
+        check_struct_size(size, kGateConfigV1, "dsz_moe_gate_config");
         dsz_moe_gate_config d{};
         d.k = 1;
         d.capacity_factor = 1.0;
@@ -141,7 +139,7 @@ DSZ_API dsz_status dsz_moe_gate_config_init(dsz_moe_gate_config *cfg, size_t siz
         d.drop_policy = DSZ_MOE_DROP_PROBS;
         d.tensor_parallel_size = 1;
         d.seed = 0;
-        shim::write_sized(cfg, size, d);
+        write_sized(cfg, size, d);
     });
 }
 
@@ -154,7 +152,7 @@ DSZ_API dsz_status dsz_moe_group_new(dsz_moe_group **out, dsz_engine *engine, in
         if (engine) {
             if (mpi_comm) fail(DSZ_ERR_INVALID_ARGUMENT, "pass an engine or an MPI communicator, not both");
             /* Non-owning: the engine outlives the group (the header says so). */
-            world.reset(&live_engine(engine).communicator(), [](comm::Communicator *) {});
+            world.reset(&live(engine).communicator(), [](comm::Communicator *) {});
         } else {
             comm::CommOptions o;
             o.mpi_comm = mpi_comm;
@@ -227,8 +225,8 @@ DSZ_API dsz_status dsz_moe_routing_free(dsz_moe_routing *routing) {
 DSZ_API dsz_status dsz_moe_routing_info_init(dsz_moe_routing_info *info, size_t size) {
     return guarded("dsz_moe_routing_info_init", [&] {
         need(info, "info");
-        shim::check_struct_size(size, kRoutingInfoV1, "dsz_moe_routing_info");
-        shim::write_sized(info, size, dsz_moe_routing_info{});
+        check_struct_size(size, kRoutingInfoV1, "dsz_moe_routing_info");
+        write_sized(info, size, dsz_moe_routing_info{});
     });
 }
 
@@ -236,7 +234,7 @@ DSZ_API dsz_status dsz_moe_routing_get_info(dsz_moe_routing *routing, dsz_moe_ro
     return guarded("dsz_moe_routing_get_info", [&] {
         const moe::Routing &r = live(routing);
         need(info, "info");
-        shim::check_struct_size(info->size, kRoutingInfoV1, "dsz_moe_routing_info");
+        check_struct_size(info->size, kRoutingInfoV1, "dsz_moe_routing_info");
         dsz_moe_routing_info d{};
         d.k = static_cast<int32_t>(r.k);
         d.tokens = r.tokens;
@@ -244,7 +242,7 @@ DSZ_API dsz_status dsz_moe_routing_get_info(dsz_moe_routing *routing, dsz_moe_ro
         d.capacity = r.capacity;
         d.dropped = r.dropped;
         d.l_aux = r.l_aux;
-        shim::write_sized(info, info->size, d);
+        write_sized(info, info->size, d);
     });
 }
 

@@ -1,19 +1,31 @@
 /*
- * shim.h -- what every C shim file needs besides guarded(): registries of
- * live handles (a freed or foreign pointer is refused with a message instead
- * of being dereferenced), NULL checks, and reading size-versioned structs.
+ * shim.h -- what the C shims share: the dsz_engine handle, registries of
+ * live handles, pointer and struct-size checks, and the translation of
+ * dsz_init_options. Used by api.cpp (the engine), pipe.cpp (the
+ * pipeline executor, which lends the host one engine handle per stage) and
+ * moe_api.cpp (expert-parallel groups over an engine's ranks).
  */
 #pragma once
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_set>
 
-#include "common/error.h"
+#include "api/guard.h"
+#include "engine/engine.h"
+
+/* `lender` is NULL for a handle made by dsz_init; a pipeline's stage engine
+ * names the pipeline, and the host may not free it nor run its backward and
+ * step (the pipeline does). */
+struct dsz_engine {
+    std::shared_ptr<dsz::Engine> impl;
+    const char *lender = nullptr;
+};
 
 namespace dsz {
-namespace shim {
 
 template <class T>
 class Registry {
@@ -36,16 +48,15 @@ private:
     std::unordered_set<T *> live_;
 };
 
-inline void need(const void *p, const char *what) {
-    if (!p) fail(DSZ_ERR_INVALID_ARGUMENT, "%s is NULL", what);
-}
+Registry<dsz_engine> &engines();
 
-inline void check_struct_size(size_t size, size_t min, const char *what) {
-    if (size < min)
-        fail(DSZ_ERR_INVALID_ARGUMENT, "%s.size is %zu, smaller than the first version of the struct (%zu): "
-                                       "fill it with its _init function",
-             what, size, min);
-}
+/* The engine behind a live handle; throws DSZ_ERR_INVALID_ARGUMENT. */
+Engine &live(dsz_engine *e);
+/* Same, refusing a lent handle with DSZ_ERR_STATE naming `fn`. */
+Engine &owned(dsz_engine *e, const char *fn);
+
+void need(const void *p, const char *what);
+void check_struct_size(size_t size, size_t min, const char *what);
 
 /* Copies min(size, sizeof(T)) bytes of a caller struct over zeros. */
 template <class T>
@@ -66,5 +77,9 @@ void write_sized(T *dst, size_t size, const T &value) {
     std::memcpy(static_cast<void *>(dst), &v, std::min(size, sizeof v));
 }
 
-}  // namespace shim
+/* dsz_init_options (NULL: defaults) as EngineOptions. */
+EngineOptions engine_options(const dsz_init_options *o);
+/* JSON text, or the contents of the file it names. */
+std::string config_text(const char *config);
+
 }  // namespace dsz

@@ -45,7 +45,9 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     co.world_size = opts.world_size;
     co.rank = opts.rank;
     co.mpi_comm = opts.mpi_comm;
-    comm_ = comm::create_communicator(co);
+    if (opts.comm) comm_ = opts.comm;
+    else comm_ = comm::create_communicator(co);
+    norm_comm_ = opts.norm_comm;
     world_ = comm_->size();
     rank_ = comm_->rank();
 
@@ -54,7 +56,8 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     host.auto_values_json = opts.auto_values;
     ParseResult parsed = parse_config(config_text, host);
     cfg_ = std::move(parsed.config);
-    log_ = Logger(opts.log_fn, opts.log_user, min_log_level(cfg_.log_level, opts.log_level), rank_,
+    log_ = Logger(opts.log_fn, opts.log_user, min_log_level(cfg_.log_level, opts.log_level),
+                  opts.log_rank >= 0 ? opts.log_rank : rank_,
                   opts.log_all_ranks);
     for (const std::string &w : parsed.warnings) log_.warn(w);
 

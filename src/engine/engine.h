@@ -41,6 +41,13 @@ struct EngineOptions {
     int log_level = DSZ_LOG_INFO;
     bool log_all_ranks = false;
     void *mpi_comm = nullptr;   /* pointer to a host MPI_Comm, or nullptr */
+    /* Set by the pipeline executor (src/pipe): the engine runs over `comm`
+     * (a stage's data-parallel group) instead of creating one, sums gradient
+     * norms (hence overflow checks) over `norm_comm` too (the same data rank
+     * of the other stages), and logs as world rank `log_rank`. */
+    std::shared_ptr<comm::Communicator> comm;
+    std::shared_ptr<comm::Communicator> norm_comm;
+    int log_rank = -1;          /* -1: this engine's rank */
 };
 
 struct ParamRecord {
@@ -183,6 +190,11 @@ public:
     size_t n_params() const { return params_.size(); }
     size_t n_elements() const;
 
+    /* Forgets the micro-batches of the current accumulation window (their
+     * gradients and counts), as if they never happened: the pipeline
+     * executor's way out of an aborted batch. Stages 0 and 1 only. */
+    void discard_window();
+
     void save(const std::string &dir, const std::string &tag, const std::string &client_state);
     std::string load(const std::string &dir, const std::string &tag, uint32_t flags);
 
@@ -235,7 +247,8 @@ private:
     Config cfg_;
     Logger log_;
     int world_ = 1, rank_ = 0;
-    std::unique_ptr<comm::Communicator> comm_;
+    std::shared_ptr<comm::Communicator> comm_;
+    std::shared_ptr<comm::Communicator> norm_comm_;  /* EngineOptions::norm_comm */
     std::vector<Bucket> buckets_;      /* stage 2, in flat order across groups */
     std::vector<BucketSlot> slots_;
     std::vector<char> publish_send_, publish_recv_;  /* all-gather staging, reused */

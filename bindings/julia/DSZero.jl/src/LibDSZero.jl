@@ -401,4 +401,102 @@ dsz_moe_all_to_all(group, input, out) =
     ccall(sym(:dsz_moe_all_to_all), dsz_status, (Ptr{dsz_moe_group}, Ptr{DLTensor}, Ptr{DLTensor}),
           group, input, out)
 
+# ---- pipeline parallelism ----
+
+const DSZ_ERR_CALLBACK = dsz_status(16)
+
+const DSZ_PIPE_LOAD_MICRO_BATCH = Int32(0)
+const DSZ_PIPE_FORWARD_PASS = Int32(1)
+const DSZ_PIPE_BACKWARD_PASS = Int32(2)
+const DSZ_PIPE_SEND_ACTIVATION = Int32(3)
+const DSZ_PIPE_RECV_ACTIVATION = Int32(4)
+const DSZ_PIPE_SEND_GRAD = Int32(5)
+const DSZ_PIPE_RECV_GRAD = Int32(6)
+const DSZ_PIPE_REDUCE_TIED_GRADS = Int32(7)
+const DSZ_PIPE_REDUCE_GRADS = Int32(8)
+const DSZ_PIPE_OPTIMIZER_STEP = Int32(9)
+
+const DSZ_PIPE_SCHEDULE_TRAIN = Int32(0)
+const DSZ_PIPE_SCHEDULE_INFERENCE = Int32(1)
+
+struct dsz_pipe_instr
+    kind::Int32
+    step::Int32
+    buffer_id::Int32
+    micro_batch::Int32
+end
+
+"Opaque pipeline executor handle; only ever seen as `Ptr{dsz_pipe_engine}`."
+struct dsz_pipe_engine end
+
+# int32_t (*)(void *user_data, int32_t buffer_id, int64_t micro_batch)
+const dsz_pipe_load_fn = Ptr{Cvoid}
+# int32_t (*)(void *, int32_t, int64_t, const DLTensor *input, DLTensor *output, double *loss)
+const dsz_pipe_forward_fn = Ptr{Cvoid}
+# int32_t (*)(void *, int32_t, int64_t, const DLTensor *output_grad, DLTensor *input_grad)
+const dsz_pipe_backward_fn = Ptr{Cvoid}
+
+struct dsz_pipe_options
+    size::UInt32
+    stages::Int32
+    load_micro_batch::dsz_pipe_load_fn
+    forward::dsz_pipe_forward_fn
+    backward::dsz_pipe_backward_fn
+    user_data::Ptr{Cvoid}
+end
+
+struct dsz_pipe_info
+    size::UInt32
+    stages::Int32
+    stage_id::Int32
+    data_parallel_size::Int32
+    data_parallel_rank::Int32
+    world_size::Int32
+    rank::Int32
+    micro_batches::Int32
+    n_buffers::Int32
+    n_steps::Int32
+end
+
+struct dsz_pipe_batch_info
+    size::UInt32
+    stepped::Int32
+    skipped::Int32
+    reserved0::Int32
+    loss::Cdouble
+    grad_norm::Cdouble
+    global_steps::Int64
+    schedule_ms::Cdouble
+    compute_ms::Cdouble
+    transfer_wait_ms::Cdouble
+    step_ms::Cdouble
+end
+
+dsz_pipe_schedule(kind, micro_batches, stages, stage_id, out, capacity, n_instr) =
+    ccall(sym(:dsz_pipe_schedule), dsz_status, (Int32, Int32, Int32, Int32, Ptr{dsz_pipe_instr}, Csize_t, Ptr{Csize_t}),
+          kind, micro_batches, stages, stage_id, out, capacity, n_instr)
+dsz_pipe_schedule_size(kind, micro_batches, stages, stage_id, n_buffers, n_steps) =
+    ccall(sym(:dsz_pipe_schedule_size), dsz_status, (Int32, Int32, Int32, Int32, Ptr{Int32}, Ptr{Int32}),
+          kind, micro_batches, stages, stage_id, n_buffers, n_steps)
+dsz_pipe_partition(method, n_layers, param_counts, layer_types, stages, parts) =
+    ccall(sym(:dsz_pipe_partition), dsz_status, (Cstring, Csize_t, Ptr{Int64}, Ptr{Ptr{Cchar}}, Int32, Ptr{Int64}),
+          method, n_layers, param_counts, layer_types, stages, parts)
+dsz_pipe_options_init(opts, size) =
+    ccall(sym(:dsz_pipe_options_init), dsz_status, (Ptr{dsz_pipe_options}, Csize_t), opts, size)
+dsz_pipe_init(out, config, opts, pipe) =
+    ccall(sym(:dsz_pipe_init), dsz_status,
+          (Ptr{Ptr{dsz_pipe_engine}}, Cstring, Ptr{dsz_init_options}, Ptr{dsz_pipe_options}), out, config, opts, pipe)
+dsz_pipe_free(pipe) = ccall(sym(:dsz_pipe_free), dsz_status, (Ptr{dsz_pipe_engine},), pipe)
+dsz_pipe_stage_engine(pipe, engine) =
+    ccall(sym(:dsz_pipe_stage_engine), dsz_status, (Ptr{dsz_pipe_engine}, Ptr{Ptr{dsz_engine}}), pipe, engine)
+dsz_pipe_info_init(info, size) =
+    ccall(sym(:dsz_pipe_info_init), dsz_status, (Ptr{dsz_pipe_info}, Csize_t), info, size)
+dsz_pipe_get_info(pipe, info) =
+    ccall(sym(:dsz_pipe_get_info), dsz_status, (Ptr{dsz_pipe_engine}, Ptr{dsz_pipe_info}), pipe, info)
+dsz_pipe_batch_info_init(info, size) =
+    ccall(sym(:dsz_pipe_batch_info_init), dsz_status, (Ptr{dsz_pipe_batch_info}, Csize_t), info, size)
+dsz_pipe_train_batch(pipe, loss, info) =
+    ccall(sym(:dsz_pipe_train_batch), dsz_status, (Ptr{dsz_pipe_engine}, Ptr{Cdouble}, Ptr{dsz_pipe_batch_info}),
+          pipe, loss, info)
+
 end # module LibDSZero
