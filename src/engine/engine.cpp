@@ -77,7 +77,7 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
         fail(DSZ_ERR_UNSUPPORTED, "zero_optimization.offload_param.device \"nvme\": parameter swapping is not "
                                   "implemented (docs/nvme.md); use offload_optimizer.device \"nvme\" to swap the "
                                   "optimizer states, and offload_param \"cpu\" or \"none\"");
-    if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme) swap_.reset(new SwapStore(cfg_, rank_, log_));
+    if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme) open_swap();
     pool_.reset(new ThreadPool(opts.cpu_threads));
     if (cfg_.dump_state) log_.info("dszero engine configuration (dump_state):\n" + config_to_json(cfg_));
 

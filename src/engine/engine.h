@@ -199,6 +199,7 @@ private:
     void apply_update(double grad_mul);
     UpdateArgs group_update_args(const GroupState &G, double grad_mul) const;
     /* NVMe offload (src/engine/swap_step.cpp) */
+    void open_swap();
     void prepare_swap(const std::vector<GroupState> &groups);
     void apply_update_swapped(double grad_mul);
     void refresh_schedule();

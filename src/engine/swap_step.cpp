@@ -10,10 +10,31 @@
  * is then marked failed, and every later call says why.
  */
 #include "common/error.h"
+#include "engine/agree.h"
 #include "engine/engine.h"
 #include "engine/swap_store.h"
 
 namespace dsz {
+
+/* Runs f on this rank; if it fails here or on another rank, every rank
+ * fails (a path missing on one node must not leave the others waiting). */
+template <class F>
+static void on_every_rank(comm::Communicator &comm, const char *what, F &&f) {
+    std::string err;
+    dsz_status st = DSZ_OK;
+    try {
+        f();
+    } catch (const Error &e) {
+        err = e.what();
+        st = e.status();
+    }
+    agree(comm, err, DSZ_ERR_IO, what);
+    if (!err.empty()) throw Error(st, err);
+}
+
+void Engine::open_swap() {
+    on_every_rank(*comm_, "dsz_init (NVMe offload)", [&] { swap_.reset(new SwapStore(cfg_, rank_, log_)); });
+}
 
 void Engine::prepare_swap(const std::vector<GroupState> &groups) {
     if (!optimizer_ || optimizer_->state_count() == 0) {
@@ -25,7 +46,7 @@ void Engine::prepare_swap(const std::vector<GroupState> &groups) {
     }
     std::vector<SwapGroup> sg;
     for (const GroupState &G : groups) sg.push_back(SwapGroup{G.master.size(), &G.spans, &G.tensors});
-    swap_->create(sg, *optimizer_);
+    on_every_rank(*comm_, "dsz_register_params (NVMe offload)", [&] { swap_->create(sg, *optimizer_); });
     size_t largest = 0;
     for (const SubGroup &s : swap_->sub_groups()) largest = std::max(largest, s.size());
     log_.logf(DSZ_LOG_INFO,
