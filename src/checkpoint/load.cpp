@@ -196,7 +196,7 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
         GroupState &G = groups_[g];
         G.master.swap(loaded[g].master);
         if (load_optim) {
-            for (int s = 0; s < n_states; ++s) G.states[static_cast<size_t>(s)].swap(loaded[g].states[static_cast<size_t>(s)]);
+            for (int s = 0; s < n_states; ++s) put_state_partition(g, s, loaded[g].states[static_cast<size_t>(s)]);
             G.step_count = loaded[g].step_count;
         }
     }

@@ -8,6 +8,7 @@
  * prepares the spans the optimizer walks.
  */
 #include "engine/engine.h"
+#include "engine/swap_store.h"
 
 #include <algorithm>
 
@@ -75,8 +76,13 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     if (world_ > 1 && cfg_.zero.stage >= 1 && cfg_.optimizer.type == OptimizerType::lamb)
         fail(DSZ_ERR_UNSUPPORTED, "optimizer.type: LAMB's per-tensor trust ratio across ZeRO partitions is not "
                                   "implemented yet (use stage 0, or one rank)");
-    if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme || cfg_.zero.offload_param.device == OffloadDevice::nvme)
-        log_.warn("NVMe offload is not implemented yet: optimizer states and parameters stay in host memory");
+    /* DeepSpeed configs with offload_param nvme must still load: the
+     * parameters (at stage 3, the fp32 master partitions) stay in host
+     * memory, which is where offload_param "cpu" puts them too. */
+    if (cfg_.zero.offload_param.device == OffloadDevice::nvme)
+        log_.warn("zero_optimization.offload_param.device \"nvme\": parameter swapping is not implemented "
+                  "(docs/nvme.md); parameters stay in host memory, as with \"cpu\"");
+    if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme) open_swap();
     pool_.reset(new ThreadPool(opts.cpu_threads));
     if (cfg_.dump_state) log_.info("dszero engine configuration (dump_state):\n" + config_to_json(cfg_));
 
@@ -94,6 +100,7 @@ Engine::~Engine() = default;
 
 void Engine::require_registered(const char *what) const {
     if (!registered_) fail(DSZ_ERR_STATE, "%s: no parameters registered yet (call dsz_register_params first)", what);
+    if (!failed_.empty()) fail(DSZ_ERR_STATE, "%s: the engine failed earlier and cannot be used any more: %s", what, failed_.c_str());
 }
 
 size_t Engine::param_index(const std::string &name) const {
@@ -166,7 +173,8 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         G.base = partitioned ? static_cast<size_t>(rank_) * L.partition : 0;
         const size_t local = partitioned ? L.partition : L.padded;
         G.master.assign(local, 0.0f);
-        for (int s = 0; s < n_states; ++s) G.states.emplace_back(local, optimizer_->state_init(s));
+        if (!swap_) /* else they live on NVMe (prepare_swap) */
+            for (int s = 0; s < n_states; ++s) G.states.emplace_back(local, optimizer_->state_init(s));
         G.grad.assign(cfg_.zero.stage >= 2 ? local : L.padded, 0.0f);
         if (cfg_.zero.stage == 1 && world_ > 1) G.part_grad.assign(local, 0.0f);
         for (size_t k = 0; k < L.params.size(); ++k) {
@@ -187,6 +195,7 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         }
     }
 
+    if (swap_) prepare_swap(gs);
     params_ = std::move(params);
     by_name_ = std::move(by_name);
     groups_ = std::move(gs);

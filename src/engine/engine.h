@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -29,6 +30,8 @@
 #include "zero/layout.h"
 
 namespace dsz {
+
+class SwapStore;
 
 struct EngineOptions {
     int world_size = 0;   /* 0: from the launcher */
@@ -196,6 +199,11 @@ public:
     void discard_window();
 
     void save(const std::string &dir, const std::string &tag, const std::string &client_state);
+    /* This rank's partition of optimizer state s of group g, wherever it
+     * lives (memory or NVMe swap): streamed to `sink` in order, or replaced
+     * by `values` (a local-sized array, consumed). Checkpoints use these. */
+    void read_state_partition(size_t g, int s, const std::function<void(const float *, size_t)> &sink);
+    void put_state_partition(size_t g, int s, std::vector<float> &values);
     std::string load(const std::string &dir, const std::string &tag, uint32_t flags);
 
 private:
@@ -203,6 +211,11 @@ private:
     void clear_grads();
     double grad_sumsq();               /* sum of squares of all accumulated grads */
     void apply_update(double grad_mul);
+    UpdateArgs group_update_args(const GroupState &G, double grad_mul) const;
+    /* NVMe offload (src/engine/swap_step.cpp) */
+    void open_swap();
+    void prepare_swap(const std::vector<GroupState> &groups);
+    void apply_update_swapped(double grad_mul);
     void refresh_schedule();
     void write_back_all();             /* master -> host tensors, then publish */
     std::string load_verified(const std::string &dir, const std::string &tag, uint32_t flags);
@@ -287,6 +300,11 @@ private:
     void note_memory();                /* updates peak_total_ */
     void count_comm(size_t elements) { comm_elements_ += static_cast<int64_t>(elements); ++collectives_; }
     bool agreed_ = false;              /* dsz_load: every rank verified */
+    /* NVMe offload: optimizer states swapped by sub-group (swap_store.h). */
+    std::unique_ptr<SwapStore> swap_;
+    /* Set when a failure left the engine inconsistent (a swap error in the
+     * middle of a step); every later call reports it. */
+    std::string failed_;
 };
 
 }  // namespace dsz

@@ -109,3 +109,15 @@ foreach(np 2 4)
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;moe" TIMEOUT 120 PROCESSORS ${np})
 endforeach()
 # ---- end moe ----
+# ---- nvme (owned by the NVMe offload work): swapped optimizer states across ranks ----
+add_executable(nvme_ranks ${CMAKE_CURRENT_SOURCE_DIR}/mpi/nvme_ranks.c)
+target_link_libraries(nvme_ranks PRIVATE dszero MPI::MPI_C)
+if(DSZ_AIO_LIBRARY AND DSZ_WITH_AIO)
+  foreach(np 2 3)
+    add_test(NAME nvme_ranks_np${np}
+      COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:nvme_ranks>)
+    set_tests_properties(nvme_ranks_np${np} PROPERTIES
+      ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;nvme" TIMEOUT 120 PROCESSORS ${np})
+  endforeach()
+endif()
+# ---- end nvme ----
