@@ -191,7 +191,8 @@ static void step_time(int width, int batches) {
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
+    int provided; /* MULTIPLE: lets dszero's progress thread move communication during compute */
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
     const char *mode = argc > 1 ? argv[1] : "bubble";

@@ -59,6 +59,16 @@ static bool progress_thread_wanted(int thread_level) {
     return !(env && (!std::strcmp(env, "0") || !std::strcmp(env, "off")));
 }
 
+std::string mpi_progress_missing() {
+    const int level = MpiRuntime::get().thread_level();
+    if (level < MPI_THREAD_SERIALIZED)
+        return strprintf("MPI was initialised with thread level %s (the host's MPI_Init?): initialise it with "
+                         "MPI_Init_thread(..., MPI_THREAD_MULTIPLE or MPI_THREAD_SERIALIZED, ...)",
+                         level == MPI_THREAD_SINGLE ? "MPI_THREAD_SINGLE" : "MPI_THREAD_FUNNELED");
+    if (!progress_thread_wanted(level)) return "DSZ_COMM_PROGRESS_THREAD turns the progress thread off";
+    return "";
+}
+
 void MpiRuntime::start(const std::shared_ptr<MpiTask> &task) {
     task->begin();
     if (task->finished()) return;

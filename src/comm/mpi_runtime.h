@@ -90,6 +90,9 @@ private:
     int waiters_ = 0;
 };
 
+/* Why the progress thread cannot run ("" when it can). */
+std::string mpi_progress_missing();
+
 /* "MPI_ERR_TRUNCATE: message truncated" */
 std::string mpi_error_string(int code);
 

@@ -73,6 +73,12 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
         log_.warn("scheduler.params.cycle_momentum: the optimizer has no betas, so momentum is not cycled");
     if (cfg_.fp16.enabled) scaler_ = LossScaler(cfg_.fp16, cfg_.zero.stage >= 1);
     if (world_ > 1 && cfg_.zero.stage == 3) param_comm_ = comm_->split(0, rank_, "zero3-params");
+    if (cfg_.zero.overlap_comm && cfg_.zero.stage >= 2) {
+        const std::string why = comm::background_progress_missing(*comm_);
+        if (!why.empty())
+            log_.warn("zero_optimization.overlap_comm: communication advances only while dszero is called, so "
+                      "little of it is hidden behind the host's compute: " + why);
+    }
     if (world_ > 1 && cfg_.zero.stage >= 1 && cfg_.optimizer.type == OptimizerType::lamb)
         fail(DSZ_ERR_UNSUPPORTED, "optimizer.type: LAMB's per-tensor trust ratio across ZeRO partitions is not "
                                   "implemented yet (use stage 0, or one rank)");

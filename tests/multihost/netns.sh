@@ -9,8 +9,9 @@
 #                        this script made (safe to run twice, or after a
 #                        failed `up`)
 #   netns.sh link H up|down     cuts or restores host H's link
-#   netns.sh shape H RATE DELAY  tc on host H's link (e.g. 1gbit 1ms); RATE
-#                                "off" removes the shaping
+#   netns.sh shape H RATE DELAY  tc on host H's link (e.g. 1gbit 1ms; netem,
+#                                or tbf without the delay where the kernel
+#                                lacks netem); RATE "off" removes it
 #   netns.sh exec H CMD...       runs CMD inside host H
 #
 # Host names dsz-h1..dsz-hN are added to /etc/hosts (marked, removed by
@@ -64,7 +65,11 @@ case "${1:-}" in
   shape)
     ip netns exec dsz-h"$2" tc qdisc del dev veth-h"$2" root 2>/dev/null || true
     if [ "$3" != off ]; then
-      ip netns exec dsz-h"$2" tc qdisc add dev veth-h"$2" root handle 1: netem delay "$4" rate "$3"
+      # netem gives rate and delay; kernels without sch_netem get tbf (rate only)
+      if ! ip netns exec dsz-h"$2" tc qdisc add dev veth-h"$2" root handle 1: netem delay "$4" rate "$3" 2>/dev/null; then
+        echo "netns.sh: no netem in this kernel: shaping host $2 to $3 with tbf, without the $4 delay" >&2
+        ip netns exec dsz-h"$2" tc qdisc add dev veth-h"$2" root handle 1: tbf rate "$3" burst 256kb latency 100ms
+      fi
     fi ;;
   exec) h=$2; shift 2; exec ip netns exec dsz-h"$h" "$@" ;;
   *) echo "usage: $0 up N | down | link H up|down | shape H RATE DELAY | exec H CMD..." >&2; exit 2 ;;

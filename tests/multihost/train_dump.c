@@ -56,7 +56,8 @@ static uint16_t to_bf16(float f) {
 static void quiet(int32_t l, const char *m, void *u) { (void)l; (void)m; (void)u; }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
+    int provided; /* MULTIPLE: lets dszero's progress thread move communication during compute */
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
     if (argc < 4) {
