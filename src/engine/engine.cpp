@@ -79,9 +79,6 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
             log_.warn("zero_optimization.overlap_comm: communication advances only while dszero is called, so "
                       "little of it is hidden behind the host's compute: " + why);
     }
-    if (world_ > 1 && cfg_.zero.stage >= 1 && cfg_.optimizer.type == OptimizerType::lamb)
-        fail(DSZ_ERR_UNSUPPORTED, "optimizer.type: LAMB's per-tensor trust ratio across ZeRO partitions is not "
-                                  "implemented yet (use stage 0, or one rank)");
     /* DeepSpeed configs with offload_param nvme must still load: the
      * parameters (at stage 3, the fp32 master partitions) stay in host
      * memory, which is where offload_param "cpu" puts them too. */
@@ -198,6 +195,14 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
                                                             : static_cast<char *>(p.host.data) +
                                                                   (b - p.offset) * dtype_size(p.host.dtype)});
             }
+        }
+        /* DeepSpeed's ZeRO (stages >= 1) hands its optimizer one flat fp32
+         * tensor per group partition, so LAMB's trust ratio is that of the
+         * rank's whole partition (it depends on the world size, as there). */
+        if (partitioned && cfg_.optimizer.type == OptimizerType::lamb && !G.tensors.empty()) {
+            const size_t first = G.tensors.front().offset;
+            const size_t end = G.tensors.back().offset + G.tensors.back().n;
+            G.tensors.assign(1, Segment{first, end - first});
         }
     }
 
