@@ -129,7 +129,8 @@ static double run(int stage, MPI_Comm *comm, int64_t per_tensor, int steps, doub
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
+    int provided; /* MULTIPLE: lets dszero's progress thread move communication during compute */
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     int rank, world;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);

@@ -446,6 +446,359 @@ DSZ_API dsz_status dsz_load(dsz_engine *engine, const char *dir,
                             char **client_state_json);
 
 /* ------------------------------------------------------------------------- */
+/* Mixture of experts (docs/moe.md)                                           */
+/* ------------------------------------------------------------------------- */
+
+/* DeepSpeed's MoE layer split at the host boundary: the host computes the
+ * gate logits (x_fp32 . Wg^T) and runs its experts; dszero routes the tokens
+ * (top-1 / top-2 / top-k gating with capacities, token dropping, random
+ * token selection, the load-balancing loss), moves them into the
+ * [experts, capacity, hidden] layout, exchanges that buffer over the
+ * expert-parallel group, and combines the expert outputs with the gate
+ * weights -- each step with its backward pass. Host memory only in this
+ * build (CUDA tensors: DSZ_ERR_UNSUPPORTED). */
+
+typedef struct dsz_moe_group dsz_moe_group;     /* expert-parallel layout */
+typedef struct dsz_moe_routing dsz_moe_routing; /* one gate call's routes */
+
+/* dsz_moe_gate_config.noisy_gate_policy (DeepSpeed's noisy_gate_policy). */
+#define DSZ_MOE_NOISE_NONE    0
+#define DSZ_MOE_NOISE_JITTER  1 /* the host calls dsz_moe_jitter on its gate input */
+#define DSZ_MOE_NOISE_RSAMPLE 2 /* top-1: argmax of logits + Gumbel noise */
+
+/* dsz_moe_gate_config.drop_policy (top-k with k > 2). */
+#define DSZ_MOE_DROP_PROBS    0 /* per expert keep the tokens with the highest gate */
+#define DSZ_MOE_DROP_POSITION 1 /* per expert keep the earliest tokens */
+
+/* Gate settings; fill with dsz_moe_gate_config_init (defaults = DeepSpeed's
+ * MoE layer: k 1, capacity factors 1.0, min_capacity 4, training, drop
+ * tokens, random token selection, second-expert sampling). */
+typedef struct dsz_moe_gate_config {
+    uint32_t size;                 /* sizeof(dsz_moe_gate_config), set by _init */
+    int32_t k;                     /* experts per token: 1, 2, or up to E */
+    double capacity_factor;        /* used when training != 0 */
+    double eval_capacity_factor;   /* used when training == 0 */
+    int64_t min_capacity;          /* lower bound of the capacity when dropping */
+    int32_t training;              /* 0: eval (eval_capacity_factor, no RSample) */
+    int32_t drop_tokens;           /* 0: capacity = largest count over the group */
+    int32_t use_rts;               /* top-1: random token selection when dropping */
+    int32_t noisy_gate_policy;     /* DSZ_MOE_NOISE_* */
+    int32_t top2_2nd_expert_sampling; /* top-2: Gumbel-sample the second expert */
+    int32_t drop_policy;           /* DSZ_MOE_DROP_* (k > 2) */
+    int64_t tensor_parallel_size;  /* no-drop capacity is rounded up to a multiple */
+    uint64_t seed;                 /* all gate noise is a pure function of it:
+                                      use a new seed for every call */
+} dsz_moe_gate_config;
+
+DSZ_API dsz_status dsz_moe_gate_config_init(dsz_moe_gate_config *cfg, size_t size);
+
+/* Creates the expert-parallel layout of ep_size ranks per expert group over
+ * the ranks of `engine` (NULL: over the launched ranks, or over *mpi_comm
+ * when mpi_comm points to a host MPI_Comm; mpi_comm must be NULL with an
+ * engine). Groups follow DeepSpeed's E + D order: expert-parallel groups of
+ * consecutive ranks, expert-data groups strided. An engine must outlive the
+ * group. Collective over those ranks. *out is released with
+ * dsz_moe_group_free (NULL is DSZ_OK). */
+DSZ_API dsz_status dsz_moe_group_new(dsz_moe_group **out, dsz_engine *engine,
+                                     int32_t ep_size, void *mpi_comm);
+DSZ_API dsz_status dsz_moe_group_free(dsz_moe_group *group);
+
+/* This rank's place: sizes and ranks in its expert-parallel and
+ * expert-data-parallel groups (any pointer may be NULL). Rank g of an
+ * expert-parallel group owns global experts [g * E / ep_size, (g+1) * E / ep_size). */
+DSZ_API dsz_status dsz_moe_group_info(dsz_moe_group *group, int32_t *ep_size,
+                                      int32_t *ep_rank, int32_t *edp_size,
+                                      int32_t *edp_rank);
+
+/* DeepSpeed's multiplicative jitter: x[i] *= u_i, u_i ~ U(1 - epsilon,
+ * 1 + epsilon) drawn from `seed`; `x` and/or `multipliers` (n floats, gets
+ * u) may be NULL. The gradient of the host's gate input is then d_x * u. */
+DSZ_API dsz_status dsz_moe_jitter(float *x, size_t n, double epsilon,
+                                  uint64_t seed, float *multipliers);
+
+/* Routes `tokens` tokens over `experts` experts from their fp32 gate logits
+ * (row-major [tokens, experts], read during the call). used_token (k = 1
+ * only, may be NULL): tokens whose byte is 0 go nowhere. `group` may be
+ * NULL (one rank); with drop_tokens == 0 and a group of ep_size > 1 the
+ * call is collective over the expert-parallel group (MAX of the counts).
+ * *out owns the routes (release with dsz_moe_routing_free); on failure it
+ * is NULL. */
+DSZ_API dsz_status dsz_moe_gate(dsz_moe_routing **out,
+                                const dsz_moe_gate_config *cfg,
+                                const float *logits, int64_t tokens,
+                                int64_t experts, const uint8_t *used_token,
+                                dsz_moe_group *group);
+DSZ_API dsz_status dsz_moe_routing_free(dsz_moe_routing *routing);
+
+typedef struct dsz_moe_routing_info {
+    uint32_t size;        /* sizeof(dsz_moe_routing_info), set by _init */
+    int32_t k;
+    int64_t tokens;       /* S */
+    int64_t experts;      /* E */
+    int64_t capacity;     /* C: the buffers are [E, C, hidden] */
+    int64_t dropped;      /* chosen routes dropped for capacity */
+    double l_aux;         /* load-balancing loss */
+} dsz_moe_routing_info;
+
+DSZ_API dsz_status dsz_moe_routing_info_init(dsz_moe_routing_info *info, size_t size);
+DSZ_API dsz_status dsz_moe_routing_get_info(dsz_moe_routing *routing,
+                                            dsz_moe_routing_info *info);
+
+/* Copies the routes out; any pointer may be NULL. Route r = s * k + j is
+ * choice j of token s (j = 0 best). expert, slot, weight: tokens * k each
+ * (slot -1: dropped, weight 0); exp_counts: experts (routes per expert
+ * before dropping, DeepSpeed's exp_counts); probs: tokens * experts (the
+ * softmax). DeepSpeed's combine_weights[s, e, c] = weight[r] where
+ * expert[r] = e and slot[r] = c, and dispatch_mask = combine_weights != 0. */
+DSZ_API dsz_status dsz_moe_routing_get(dsz_moe_routing *routing, int32_t *expert,
+                                       int32_t *slot, float *weight,
+                                       int64_t *exp_counts, float *probs);
+
+/* Backward of the gate: from dL/dweight (tokens * k, may be NULL = 0) and
+ * dL/dl_aux, writes dL/dprobs and/or dL/dlogits (tokens * experts each,
+ * either may be NULL). Routing decisions stay fixed. */
+DSZ_API dsz_status dsz_moe_gate_backward(dsz_moe_routing *routing,
+                                         const float *d_weight, double d_l_aux,
+                                         float *d_probs, float *d_logits);
+
+/* Tokens [S, M] -> dispatched [E, C, M] (empty slots are zero), and its
+ * backward d_dispatched [E, C, M] -> d_tokens [S, M]. float32, float16 or
+ * bfloat16, compact, same dtype on both sides; not collective. */
+DSZ_API dsz_status dsz_moe_dispatch(dsz_moe_routing *routing,
+                                    const DLTensor *tokens, DLTensor *dispatched);
+DSZ_API dsz_status dsz_moe_dispatch_backward(dsz_moe_routing *routing,
+                                             const DLTensor *d_dispatched,
+                                             DLTensor *d_tokens);
+
+/* Expert outputs [E, C, M] -> out [S, M] = sum of weight * expert output
+ * over each token's routes; its backward writes d_expert_out [E, C, M]
+ * and/or d_weight (tokens * k floats), either may be NULL. Not collective. */
+DSZ_API dsz_status dsz_moe_combine(dsz_moe_routing *routing,
+                                   const DLTensor *expert_out, DLTensor *out);
+DSZ_API dsz_status dsz_moe_combine_backward(dsz_moe_routing *routing,
+                                            const DLTensor *expert_out,
+                                            const DLTensor *d_out,
+                                            DLTensor *d_expert_out,
+                                            float *d_weight);
+
+/* The expert-parallel all-to-all of an [E, C, M] buffer (E a multiple of
+ * ep_size; `in` and `out` same shape and dtype, not overlapping): chunk g
+ * (experts of group rank g) goes to group rank g, and `out` reads as
+ * [ep_size, E / ep_size, C, M] -- the tokens of every group rank for this
+ * rank's experts. The same call brings expert outputs back and is the
+ * backward of both directions. Collective over the expert-parallel group;
+ * blocks until done. */
+DSZ_API dsz_status dsz_moe_all_to_all(dsz_moe_group *group, const DLTensor *in,
+                                      DLTensor *out);
+
+/* ------------------------------------------------------------------------- */
+/* Pipeline parallelism (docs/pipeline.md)                                    */
+/* ------------------------------------------------------------------------- */
+
+/* Status appended for the pipeline: a host callback returned non-zero. */
+enum { DSZ_ERR_CALLBACK = 16 };
+
+/* Instruction kinds of a pipeline schedule: DeepSpeed's PipeInstruction
+ * classes (LoadMicroBatch, ForwardPass, ...). */
+enum {
+    DSZ_PIPE_LOAD_MICRO_BATCH = 0,
+    DSZ_PIPE_FORWARD_PASS = 1,
+    DSZ_PIPE_BACKWARD_PASS = 2,
+    DSZ_PIPE_SEND_ACTIVATION = 3,
+    DSZ_PIPE_RECV_ACTIVATION = 4,
+    DSZ_PIPE_SEND_GRAD = 5,
+    DSZ_PIPE_RECV_GRAD = 6,
+    DSZ_PIPE_REDUCE_TIED_GRADS = 7,
+    DSZ_PIPE_REDUCE_GRADS = 8,
+    DSZ_PIPE_OPTIMIZER_STEP = 9
+};
+
+/* Schedules: DeepSpeed's TrainSchedule (synchronous 1F1B) and
+ * InferenceSchedule. */
+enum {
+    DSZ_PIPE_SCHEDULE_TRAIN = 0,
+    DSZ_PIPE_SCHEDULE_INFERENCE = 1
+};
+
+/* One instruction of a schedule. DeepSpeed's instructions carry only the
+ * buffer id; `step` and `micro_batch` make the stream easy to inspect. */
+typedef struct dsz_pipe_instr {
+    int32_t kind;         /* DSZ_PIPE_* instruction kind */
+    int32_t step;         /* the schedule step it belongs to, from 0 */
+    int32_t buffer_id;    /* pipeline buffer; -1 for REDUCE_* / OPTIMIZER_STEP */
+    int32_t micro_batch;  /* micro-batch it acts on; -1 for REDUCE_* / OPTIMIZER_STEP */
+} dsz_pipe_instr;
+
+/* The instruction stream that stage `stage_id` of `stages` runs for a batch
+ * of `micro_batches` (schedule `kind`), in order, step by step: exactly
+ * DeepSpeed's (reference §8.1-8.2). *n_instr always receives the stream's
+ * length; `out` (may be NULL when capacity is 0) receives the stream when
+ * `capacity` is large enough, else DSZ_ERR_INVALID_ARGUMENT and nothing is
+ * written to `out`. Pure, not collective. */
+DSZ_API dsz_status dsz_pipe_schedule(int32_t kind, int32_t micro_batches,
+                                     int32_t stages, int32_t stage_id,
+                                     dsz_pipe_instr *out, size_t capacity,
+                                     size_t *n_instr);
+
+/* Pipeline buffers the stage needs (max(2, min(stages - stage_id,
+ * micro_batches)) to train, 2 for inference) and steps of a batch
+ * (2 (micro_batches + stages - 1) to train, micro_batches + stages - 1 for
+ * inference). Either pointer may be NULL. Pure. */
+DSZ_API dsz_status dsz_pipe_schedule_size(int32_t kind, int32_t micro_batches,
+                                          int32_t stages, int32_t stage_id,
+                                          int32_t *n_buffers, int32_t *n_steps);
+
+/* Splits `n_layers` layers over `stages` stages as DeepSpeed's
+ * PipelineModule does; `parts` receives stages + 1 boundaries: stage s owns
+ * layers [parts[s], parts[s+1]). `method` (case-insensitive):
+ *   "uniform"       equal layer counts (the first n_layers % stages stages
+ *                   get one more);
+ *   "parameters"    balance `param_counts` (trainable parameters per layer);
+ *   "type:<regex>"  balance the layers whose `layer_types[i]` (a class name;
+ *                   NULL never matches) matches the regex (ECMAScript,
+ *                   searched anywhere, case-insensitive); no match is
+ *                   DSZ_ERR_INVALID_ARGUMENT.
+ * The balanced methods use DeepSpeed's exact split (minimises heaviest minus
+ * lightest part; ties go to later split points). Arrays the method does not
+ * use may be NULL. "profile" is DSZ_ERR_UNSUPPORTED. Pure. */
+DSZ_API dsz_status dsz_pipe_partition(const char *method, size_t n_layers,
+                                      const int64_t *param_counts,
+                                      const char **layer_types,
+                                      int32_t stages, int64_t *parts);
+
+/* The executor. */
+typedef struct dsz_pipe_engine dsz_pipe_engine;
+
+/* Host callbacks. Each returns 0 on success; anything else aborts the batch
+ * on every rank (dsz_pipe_train_batch returns DSZ_ERR_CALLBACK naming the
+ * stage, the callback, the micro-batch and the value). They run on the
+ * thread that called dsz_pipe_train_batch and may call dszero's functions
+ * on the stage engine (dsz_grad_ready, dsz_loss_scale, getters), never
+ * dsz_pipe_train_batch. `buffer_id` is the schedule's pipeline buffer
+ * (0 <= buffer_id < dsz_pipe_info.n_buffers): what a stage keeps between a
+ * micro-batch's forward and backward (its inputs, activations, labels) can
+ * live in per-buffer slots.
+ *
+ * load_micro_batch: first stage: fetch the inputs of `micro_batch` into
+ *   slot `buffer_id`; last stage: fetch its labels. Not called elsewhere.
+ * forward: run this stage's layers on micro-batch `micro_batch`. `input` is
+ *   the previous stage's activation (NULL on the first stage; owned by
+ *   dszero, valid until this micro-batch's backward returns). A stage that is
+ *   not the last describes its output in *output (zeroed before the call):
+ *   host memory, compact, float32 / float16 / bfloat16, the same shape and
+ *   dtype for every micro-batch of the run; its data must stay untouched
+ *   until the next callback on this rank or until dsz_pipe_train_batch
+ *   returns (the struct and its shape array are read when the call returns).
+ *   The last stage gets output == NULL and writes the micro-batch's loss to
+ *   *loss (NULL elsewhere).
+ * backward: backpropagate micro-batch `micro_batch` and hand this stage's
+ *   parameter gradients to the stage engine with dsz_grad_ready.
+ *   `output_grad` is the gradient of this stage's output from the next stage
+ *   (NULL on the last stage, which starts from its loss multiplied by
+ *   dsz_loss_scale). A stage that is not the first describes the gradient of
+ *   its `input` in *input_grad (same shape and dtype as the input; same
+ *   lifetime rule as forward's output); the first stage gets NULL. */
+typedef int32_t (*dsz_pipe_load_fn)(void *user_data, int32_t buffer_id,
+                                    int64_t micro_batch);
+typedef int32_t (*dsz_pipe_forward_fn)(void *user_data, int32_t buffer_id,
+                                       int64_t micro_batch,
+                                       const DLTensor *input,
+                                       DLTensor *output, double *loss);
+typedef int32_t (*dsz_pipe_backward_fn)(void *user_data, int32_t buffer_id,
+                                        int64_t micro_batch,
+                                        const DLTensor *output_grad,
+                                        DLTensor *input_grad);
+
+/* Fill with dsz_pipe_options_init, then set the stage count and callbacks. */
+typedef struct dsz_pipe_options {
+    uint32_t size;        /* sizeof(dsz_pipe_options), set by _init */
+    int32_t stages;       /* pipeline stages (must divide the world size);
+                             0: the config's pipeline.stages (a number) */
+    dsz_pipe_load_fn load_micro_batch;  /* may be NULL */
+    dsz_pipe_forward_fn forward;        /* required */
+    dsz_pipe_backward_fn backward;      /* required */
+    void *user_data;      /* passed to every callback */
+} dsz_pipe_options;
+
+DSZ_API dsz_status dsz_pipe_options_init(dsz_pipe_options *opts, size_t size);
+
+/* Creates a pipeline executor: the world's ranks form a grid of `stages`
+ * stages x (world / stages) data-parallel replicas, world rank =
+ * stage * replicas + replica (DeepSpeed's layout), and each rank gets an
+ * engine for its stage running over its stage's data-parallel group (ZeRO
+ * stage 0 or 1 inside the stage; stages 2 and 3 are refused, as DeepSpeed
+ * does; overlap_comm has no effect). gradient_accumulation_steps is the
+ * number of micro-batches per batch. Gradient norms (clipping) and fp16
+ * overflow checks cover the whole model across stages. `config` and `opts`
+ * are as for dsz_init (opts may be NULL); `pipe` is required and copied.
+ * Register the stage's parameters on the engine dsz_pipe_stage_engine gives.
+ * On failure *out is NULL. Collective over the world. */
+DSZ_API dsz_status dsz_pipe_init(dsz_pipe_engine **out, const char *config,
+                                 const dsz_init_options *opts,
+                                 const dsz_pipe_options *pipe);
+
+/* Releases the executor and its stage engine. NULL is DSZ_OK; a dead handle
+ * is DSZ_ERR_INVALID_ARGUMENT. */
+DSZ_API dsz_status dsz_pipe_free(dsz_pipe_engine *pipe);
+
+/* The engine of this rank's stage, lent: it lives as long as the executor.
+ * Use it to register the stage's parameters, hand over gradients in the
+ * backward callback, read the loss multiplier, state and learning rates,
+ * and save or load checkpoints (per stage: give each stage its own
+ * directory). dsz_backward, dsz_step and dsz_engine_free refuse it
+ * (DSZ_ERR_STATE): the executor runs them. */
+DSZ_API dsz_status dsz_pipe_stage_engine(dsz_pipe_engine *pipe,
+                                         dsz_engine **engine);
+
+/* Where this rank sits and what a batch looks like. */
+typedef struct dsz_pipe_info {
+    uint32_t size;
+    int32_t stages;
+    int32_t stage_id;
+    int32_t data_parallel_size;   /* replicas of each stage */
+    int32_t data_parallel_rank;
+    int32_t world_size;
+    int32_t rank;                 /* world rank */
+    int32_t micro_batches;        /* gradient_accumulation_steps */
+    int32_t n_buffers;            /* pipeline buffers of this stage */
+    int32_t n_steps;              /* schedule steps per batch */
+} dsz_pipe_info;
+
+DSZ_API dsz_status dsz_pipe_info_init(dsz_pipe_info *info, size_t size);
+DSZ_API dsz_status dsz_pipe_get_info(dsz_pipe_engine *pipe, dsz_pipe_info *info);
+
+/* What one dsz_pipe_train_batch did on this rank. */
+typedef struct dsz_pipe_batch_info {
+    uint32_t size;
+    int32_t stepped;         /* 1 when the optimizer updated the parameters */
+    int32_t skipped;         /* 1 when an fp16/bf16 overflow skipped the update */
+    int32_t reserved0;
+    double loss;             /* as returned through *loss */
+    double grad_norm;        /* global over all stages; -1 when not finite */
+    int64_t global_steps;
+    double schedule_ms;      /* running the instruction stream */
+    double compute_ms;       /* ... of which inside the host's callbacks */
+    double transfer_wait_ms; /* ... of which blocked on stage-to-stage messages */
+    double step_ms;          /* agreement, gradient reduction, optimizer step */
+} dsz_pipe_batch_info;
+
+DSZ_API dsz_status dsz_pipe_batch_info_init(dsz_pipe_batch_info *info, size_t size);
+
+/* Trains one batch: runs the TrainSchedule over gradient_accumulation_steps
+ * micro-batches, calling the host's callbacks and moving activations and
+ * gradients between adjacent stages; then every rank agrees on the outcome,
+ * gradients are reduced within each stage's data-parallel group and the
+ * optimizer steps. *loss (may be NULL) receives the mean over micro-batches
+ * and data-parallel replicas of the last stage's losses, on every rank;
+ * `info` may be NULL. When a callback fails, or a stage's output or input
+ * gradient changes shape or dtype, every rank returns the same error naming
+ * the stage and what failed (DSZ_ERR_CALLBACK, DSZ_ERR_SHAPE,
+ * DSZ_ERR_DTYPE), the batch is abandoned without an update and the executor
+ * stays usable. Collective over the world; blocks until the step is done. */
+DSZ_API dsz_status dsz_pipe_train_batch(dsz_pipe_engine *pipe, double *loss,
+                                        dsz_pipe_batch_info *info);
+
+/* ------------------------------------------------------------------------- */
 /* Checkpoint consolidation (docs/checkpoint.md)                              */
 /* ------------------------------------------------------------------------- */
 

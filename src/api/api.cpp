@@ -9,53 +9,14 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <unordered_set>
 
-#include "api/guard.h"
+#include "api/shim.h"
 #include "config/config.h"
-#include "engine/engine.h"
-
-struct dsz_engine {
-    std::unique_ptr<dsz::Engine> impl;
-};
 
 namespace dsz {
-namespace {
-
-/* First published size of each growable struct: callers may not pass less. */
-constexpr size_t kInitOptionsV1 = offsetof(dsz_init_options, log_all_ranks) + sizeof(int32_t);
-constexpr size_t kStepInfoV1 = offsetof(dsz_step_info, loss_scale) + sizeof(double);
-constexpr size_t kStateV1 = sizeof(dsz_engine_state);
-
-template <class T>
-class Registry {
-public:
-    void add(T *p) {
-        std::lock_guard<std::mutex> lock(mu_);
-        live_.insert(p);
-    }
-    bool remove(T *p) {
-        std::lock_guard<std::mutex> lock(mu_);
-        return live_.erase(p) == 1;
-    }
-    bool contains(T *p) {
-        std::lock_guard<std::mutex> lock(mu_);
-        return live_.count(p) == 1;
-    }
-
-private:
-    std::mutex mu_;
-    std::unordered_set<T *> live_;
-};
 
 Registry<dsz_engine> &engines() {
     static Registry<dsz_engine> r;
-    return r;
-}
-
-Registry<dsz_init_options> &heap_options() {
-    static Registry<dsz_init_options> r;
     return r;
 }
 
@@ -63,6 +24,14 @@ Engine &live(dsz_engine *e) {
     if (!e) fail(DSZ_ERR_INVALID_ARGUMENT, "engine handle is NULL");
     if (!engines().contains(e)) fail(DSZ_ERR_INVALID_ARGUMENT, "engine handle %p is not a live engine (freed already?)", static_cast<void *>(e));
     return *e->impl;
+}
+
+Engine &owned(dsz_engine *e, const char *fn) {
+    Engine &impl = live(e);
+    if (e->lender)
+        fail(DSZ_ERR_STATE, "%s: this engine belongs to a %s, which runs its backward and step and frees it", fn,
+             e->lender);
+    return impl;
 }
 
 void need(const void *p, const char *what) {
@@ -76,16 +45,19 @@ void check_struct_size(size_t size, size_t min, const char *what) {
              what, size, min);
 }
 
-/* Copies min(size, sizeof(T)) bytes of a caller struct over defaults. */
-template <class T>
-T read_sized(const T *src, size_t min, const char *what) {
-    T out;
-    std::memset(&out, 0, sizeof out);
-    const size_t n = std::min<size_t>(src->size, sizeof(T));
-    check_struct_size(src->size, min, what);
-    std::memcpy(&out, src, n);
-    return out;
+namespace {
+
+/* First published size of each growable struct: callers may not pass less. */
+constexpr size_t kInitOptionsV1 = offsetof(dsz_init_options, log_all_ranks) + sizeof(int32_t);
+constexpr size_t kStepInfoV1 = offsetof(dsz_step_info, loss_scale) + sizeof(double);
+constexpr size_t kStateV1 = sizeof(dsz_engine_state);
+
+Registry<dsz_init_options> &heap_options() {
+    static Registry<dsz_init_options> r;
+    return r;
 }
+
+}  // namespace
 
 EngineOptions engine_options(const dsz_init_options *o) {
     dsz_init_options d;
@@ -117,6 +89,8 @@ std::string config_text(const char *config) {
     return read_config_file(config);
 }
 
+namespace {
+
 char *copy_string(const std::string &s) {
     char *out = new char[s.size() + 1];
     std::memcpy(out, s.c_str(), s.size() + 1);
@@ -124,6 +98,8 @@ char *copy_string(const std::string &s) {
 }
 
 }  // namespace
+
+
 }  // namespace dsz
 
 using namespace dsz;
@@ -183,6 +159,7 @@ DSZ_API dsz_status dsz_init(dsz_engine **out, const char *config, const dsz_init
 DSZ_API dsz_status dsz_engine_free(dsz_engine *engine) {
     return guarded("dsz_engine_free", [&] {
         if (!engine) return;
+        if (engines().contains(engine)) owned(engine, "dsz_engine_free");
         if (!engines().remove(engine))
             fail(DSZ_ERR_INVALID_ARGUMENT, "engine handle %p is not a live engine (freed already?)",
                  static_cast<void *>(engine));
@@ -286,7 +263,7 @@ DSZ_API dsz_status dsz_grad_ready(dsz_engine *engine, size_t index, const DLTens
 }
 
 DSZ_API dsz_status dsz_backward(dsz_engine *engine) {
-    return guarded("dsz_backward", [&] { live(engine).backward(); });
+    return guarded("dsz_backward", [&] { owned(engine, "dsz_backward").backward(); });
 }
 
 DSZ_API dsz_status dsz_step_info_init(dsz_step_info *info, size_t size) {
@@ -302,7 +279,7 @@ DSZ_API dsz_status dsz_step(dsz_engine *engine, dsz_step_info *info) {
     Engine *e = nullptr;
     StepResult r;
     const dsz_status st = guarded("dsz_step", [&] {
-        e = &live(engine);
+        e = &owned(engine, "dsz_step");
         if (info) check_struct_size(info->size, kStepInfoV1, "dsz_step_info");
         r = e->step();
     });

@@ -36,6 +36,7 @@ DSZ_API const char *dsz_status_string(dsz_status status) {
     case DSZ_ERR_LOSS_SCALE: return "loss scale at its minimum";
     case DSZ_ERR_INTERNAL: return "internal error";
     case DSZ_ERR_CUDA: return "CUDA error";
+    case DSZ_ERR_CALLBACK: return "a host callback failed";
     default: return "unknown status";
     }
 }

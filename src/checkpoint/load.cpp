@@ -107,8 +107,13 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
         GroupState &G = groups_[g];
         const size_t at = target.ranges[g].first - G.base, n = loaded.size(g);
         for (size_t k = 0; k < target.kinds.size(); ++k) {
-            float *to = (k == 0 ? G.master : G.states[k - 1]).data() + at;
             const float *from = loaded.data(g, k);
+            if (k > 0 && swap_) { /* optimizer states on NVMe (stage 3: the local array is the range) */
+                std::vector<float> values(from, from + n);
+                put_state_partition(g, static_cast<int>(k - 1), values);
+                continue;
+            }
+            float *to = (k == 0 ? G.master : G.states[k - 1]).data() + at;
             pool_->parallel_for(n, kCopyGrain, [&](size_t, size_t b, size_t e) {
                 std::memcpy(to + b, from + b, (e - b) * sizeof(float));
             });

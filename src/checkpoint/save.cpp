@@ -67,7 +67,8 @@ std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t 
         const size_t P = layout_.groups[g].partition;
         const size_t begin = local_of(G, static_cast<size_t>(rank_) * P);
         w.write(G.master.data() + begin, P * sizeof(float));
-        for (int s = 0; s < n_states; ++s) w.write(G.states[static_cast<size_t>(s)].data() + begin, P * sizeof(float));
+        for (int s = 0; s < n_states; ++s) /* in memory or swapped to NVMe */
+            read_state_partition(g, s, [&](const float *v, size_t n) { w.write(v, n * sizeof(float)); });
     }
     w.close();
     *crc = w.crc();

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "comm/backends.h"
+#include "comm/mpi_runtime.h"
 #include "comm/op.h"
 #include "common/error.h"
 
@@ -171,6 +172,11 @@ void Request::wait() {
     if (!op_) return;
     std::shared_ptr<detail::Op> op = std::move(op_);
     const auto t0 = std::chrono::steady_clock::now();
+    struct Waiting {
+        detail::Op &op;
+        explicit Waiting(detail::Op &o) : op(o) { op.begin_wait(); }
+        ~Waiting() { op.end_wait(); }
+    } waiting(*op);
     Backoff backoff;
     for (;;) {
         detail::Poll p = op->poll();
@@ -312,6 +318,15 @@ bool mpi_compiled() {
 #else
     return false;
 #endif
+}
+
+std::string background_progress_missing(const Communicator &c) {
+#ifdef DSZ_HAVE_MPI
+    if (c.size() > 1 && std::string(c.backend()) == "mpi") return mpi_progress_missing();
+#else
+    (void)c;
+#endif
+    return "";
 }
 
 std::unique_ptr<Communicator> create_communicator(const CommOptions &options) {

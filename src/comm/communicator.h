@@ -148,6 +148,12 @@ std::unique_ptr<Communicator> create_communicator(const CommOptions &options = C
 /* true when this build has the MPI backend (DSZ_FEATURE_MPI). */
 bool mpi_compiled();
 
+/* Why communication of `c` advances only while a thread is inside dszero
+ * (an MPI initialised by the host below MPI_THREAD_SERIALIZED, or
+ * DSZ_COMM_PROGRESS_THREAD=0), or "" when it also advances while the host
+ * computes (or there is nothing to advance: one rank, local backend). */
+std::string background_progress_missing(const Communicator &c);
+
 class Communicator {
 public:
     virtual ~Communicator() = default;

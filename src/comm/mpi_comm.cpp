@@ -29,6 +29,8 @@ class MpiOp : public detail::Op {
 public:
     MpiOp(TaskPtr task, double timeout_s) : Op(timeout_s), task_(std::move(task)) {}
     std::string what() const override { return task_->what(); }
+    void begin_wait() override { MpiRuntime::get().add_waiter(+1); }
+    void end_wait() override { MpiRuntime::get().add_waiter(-1); }
 
     detail::Poll poll() override {
         MpiRuntime &rt = MpiRuntime::get();

@@ -59,6 +59,16 @@ static bool progress_thread_wanted(int thread_level) {
     return !(env && (!std::strcmp(env, "0") || !std::strcmp(env, "off")));
 }
 
+std::string mpi_progress_missing() {
+    const int level = MpiRuntime::get().thread_level();
+    if (level < MPI_THREAD_SERIALIZED)
+        return strprintf("MPI was initialised with thread level %s (the host's MPI_Init?): initialise it with "
+                         "MPI_Init_thread(..., MPI_THREAD_MULTIPLE or MPI_THREAD_SERIALIZED, ...)",
+                         level == MPI_THREAD_SINGLE ? "MPI_THREAD_SINGLE" : "MPI_THREAD_FUNNELED");
+    if (!progress_thread_wanted(level)) return "DSZ_COMM_PROGRESS_THREAD turns the progress thread off";
+    return "";
+}
+
 void MpiRuntime::start(const std::shared_ptr<MpiTask> &task) {
     task->begin();
     if (task->finished()) return;
@@ -74,8 +84,8 @@ void MpiRuntime::progress_loop() {
     std::unique_lock<std::recursive_mutex> lock(mu_);
     unsigned idle = 0;
     while (!stop_) {
-        if (active_.empty()) {
-            wake_.wait(lock, [this] { return stop_ || !active_.empty(); });
+        if (active_.empty() || waiters_ > 0) {
+            wake_.wait(lock, [this] { return stop_ || (!active_.empty() && waiters_ == 0); });
             idle = 0;
             continue;
         }
@@ -85,6 +95,14 @@ void MpiRuntime::progress_loop() {
         else std::this_thread::sleep_for(std::chrono::microseconds(idle < 256 ? 10 : 100));
         lock.lock();
     }
+}
+
+void MpiRuntime::add_waiter(int delta) {
+    {
+        std::lock_guard<std::recursive_mutex> lock(mu_);
+        waiters_ += delta;
+    }
+    if (delta < 0) wake_.notify_one();
 }
 
 void MpiRuntime::stop_progress() {

@@ -20,7 +20,9 @@
  *   - A progress thread that advances the tasks in flight while the host
  *     computes (non-blocking collectives would otherwise move only when the
  *     host calls into dszero, and overlap_comm would hide nothing). It
- *     sleeps while nothing is in flight and backs off while nothing moves.
+ *     sleeps while nothing is in flight or while a thread blocks in a wait
+ *     (that thread drives progress itself), and backs off while nothing
+ *     moves.
  *     Started with the first task when MPI gives at least
  *     MPI_THREAD_SERIALIZED (every MPI call is under the lock anyway);
  *     DSZ_COMM_PROGRESS_THREAD=0 turns it off.
@@ -60,6 +62,8 @@ public:
     /* Under lock(): */
     void start(const std::shared_ptr<MpiTask> &task);
     bool progress_thread_running() const { return progress_.joinable(); }
+    /* Not under lock(): a thread starts (+1) / stops (-1) blocking in a wait. */
+    void add_waiter(int delta);
     bool progress_all();
     /* Drops every task of a failed communicator (cancelling its receives)
      * and makes each of them fail with `why`. */
@@ -83,7 +87,11 @@ private:
     std::thread progress_;
     std::condition_variable_any wake_;
     bool stop_ = false;
+    int waiters_ = 0;
 };
+
+/* Why the progress thread cannot run ("" when it can). */
+std::string mpi_progress_missing();
 
 /* "MPI_ERR_TRUNCATE: message truncated" */
 std::string mpi_error_string(int code);

@@ -30,6 +30,12 @@ public:
      * return, if another thread completed the operation meanwhile). */
     virtual void expire(double waited_s) = 0;
 
+    /* A thread starts / stops blocking in Request::wait on this operation
+     * (the MPI backend's progress thread stands aside meanwhile: the waiter
+     * drives progress itself). */
+    virtual void begin_wait() {}
+    virtual void end_wait() {}
+
     /* "all_reduce #12 (...) on 'world' [rank 0 of 2]", built when asked:
      * only error paths need it. */
     virtual std::string what() const = 0;

@@ -8,6 +8,7 @@
  * prepares the spans the optimizer walks.
  */
 #include "engine/engine.h"
+#include "engine/swap_store.h"
 
 #include <algorithm>
 
@@ -45,7 +46,9 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     co.world_size = opts.world_size;
     co.rank = opts.rank;
     co.mpi_comm = opts.mpi_comm;
-    comm_ = comm::create_communicator(co);
+    if (opts.comm) comm_ = opts.comm;
+    else comm_ = comm::create_communicator(co);
+    norm_comm_ = opts.norm_comm;
     world_ = comm_->size();
     rank_ = comm_->rank();
 
@@ -54,7 +57,8 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     host.auto_values_json = opts.auto_values;
     ParseResult parsed = parse_config(config_text, host);
     cfg_ = std::move(parsed.config);
-    log_ = Logger(opts.log_fn, opts.log_user, min_log_level(cfg_.log_level, opts.log_level), rank_,
+    log_ = Logger(opts.log_fn, opts.log_user, min_log_level(cfg_.log_level, opts.log_level),
+                  opts.log_rank >= 0 ? opts.log_rank : rank_,
                   opts.log_all_ranks);
     for (const std::string &w : parsed.warnings) log_.warn(w);
 
@@ -69,11 +73,19 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
         log_.warn("scheduler.params.cycle_momentum: the optimizer has no betas, so momentum is not cycled");
     if (cfg_.fp16.enabled) scaler_ = LossScaler(cfg_.fp16, cfg_.zero.stage >= 1);
     if (world_ > 1 && cfg_.zero.stage == 3) param_comm_ = comm_->split(0, rank_, "zero3-params");
-    if (world_ > 1 && cfg_.zero.stage >= 1 && cfg_.optimizer.type == OptimizerType::lamb)
-        fail(DSZ_ERR_UNSUPPORTED, "optimizer.type: LAMB's per-tensor trust ratio across ZeRO partitions is not "
-                                  "implemented yet (use stage 0, or one rank)");
-    if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme || cfg_.zero.offload_param.device == OffloadDevice::nvme)
-        log_.warn("NVMe offload is not implemented yet: optimizer states and parameters stay in host memory");
+    if (cfg_.zero.overlap_comm && cfg_.zero.stage >= 2) {
+        const std::string why = comm::background_progress_missing(*comm_);
+        if (!why.empty())
+            log_.warn("zero_optimization.overlap_comm: communication advances only while dszero is called, so "
+                      "little of it is hidden behind the host's compute: " + why);
+    }
+    /* DeepSpeed configs with offload_param nvme must still load: the
+     * parameters (at stage 3, the fp32 master partitions) stay in host
+     * memory, which is where offload_param "cpu" puts them too. */
+    if (cfg_.zero.offload_param.device == OffloadDevice::nvme)
+        log_.warn("zero_optimization.offload_param.device \"nvme\": parameter swapping is not implemented "
+                  "(docs/nvme.md); parameters stay in host memory, as with \"cpu\"");
+    if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme) open_swap();
     pool_.reset(new ThreadPool(opts.cpu_threads));
     if (cfg_.dump_state) log_.info("dszero engine configuration (dump_state):\n" + config_to_json(cfg_));
 
@@ -91,6 +103,7 @@ Engine::~Engine() = default;
 
 void Engine::require_registered(const char *what) const {
     if (!registered_) fail(DSZ_ERR_STATE, "%s: no parameters registered yet (call dsz_register_params first)", what);
+    if (!failed_.empty()) fail(DSZ_ERR_STATE, "%s: the engine failed earlier and cannot be used any more: %s", what, failed_.c_str());
 }
 
 size_t Engine::param_index(const std::string &name) const {
@@ -163,7 +176,8 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         G.base = partitioned ? static_cast<size_t>(rank_) * L.partition : 0;
         const size_t local = partitioned ? L.partition : L.padded;
         G.master.assign(local, 0.0f);
-        for (int s = 0; s < n_states; ++s) G.states.emplace_back(local, optimizer_->state_init(s));
+        if (!swap_) /* else they live on NVMe (prepare_swap) */
+            for (int s = 0; s < n_states; ++s) G.states.emplace_back(local, optimizer_->state_init(s));
         G.grad.assign(cfg_.zero.stage >= 2 ? local : L.padded, 0.0f);
         if (cfg_.zero.stage == 1 && world_ > 1) G.part_grad.assign(local, 0.0f);
         for (size_t k = 0; k < L.params.size(); ++k) {
@@ -182,8 +196,17 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
                                                                   (b - p.offset) * dtype_size(p.host.dtype)});
             }
         }
+        /* DeepSpeed's ZeRO (stages >= 1) hands its optimizer one flat fp32
+         * tensor per group partition, so LAMB's trust ratio is that of the
+         * rank's whole partition (it depends on the world size, as there). */
+        if (partitioned && cfg_.optimizer.type == OptimizerType::lamb && !G.tensors.empty()) {
+            const size_t first = G.tensors.front().offset;
+            const size_t end = G.tensors.back().offset + G.tensors.back().n;
+            G.tensors.assign(1, Segment{first, end - first});
+        }
     }
 
+    if (swap_) prepare_swap(gs);
     params_ = std::move(params);
     by_name_ = std::move(by_name);
     groups_ = std::move(gs);

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -30,6 +31,8 @@
 
 namespace dsz {
 
+class SwapStore;
+
 struct EngineOptions {
     int world_size = 0;   /* 0: from the launcher */
     int rank = -1;
@@ -41,6 +44,13 @@ struct EngineOptions {
     int log_level = DSZ_LOG_INFO;
     bool log_all_ranks = false;
     void *mpi_comm = nullptr;   /* pointer to a host MPI_Comm, or nullptr */
+    /* Set by the pipeline executor (src/pipe): the engine runs over `comm`
+     * (a stage's data-parallel group) instead of creating one, sums gradient
+     * norms (hence overflow checks) over `norm_comm` too (the same data rank
+     * of the other stages), and logs as world rank `log_rank`. */
+    std::shared_ptr<comm::Communicator> comm;
+    std::shared_ptr<comm::Communicator> norm_comm;
+    int log_rank = -1;          /* -1: this engine's rank */
 };
 
 struct ParamRecord {
@@ -139,6 +149,8 @@ public:
     const Logger &logger() const { return log_; }
     int rank() const { return rank_; }
     int world_size() const { return world_; }
+    /* The world communicator; MoE groups are split from it (src/api/moe_api.cpp). */
+    comm::Communicator &communicator() const { return *comm_; }
 
     /* names[i] / tensors[i] / groups[i] describe parameter i; `specs` may be
      * empty (one group with the config's settings). */
@@ -181,7 +193,17 @@ public:
     size_t n_params() const { return params_.size(); }
     size_t n_elements() const;
 
+    /* Forgets the micro-batches of the current accumulation window (their
+     * gradients and counts), as if they never happened: the pipeline
+     * executor's way out of an aborted batch. Stages 0 and 1 only. */
+    void discard_window();
+
     void save(const std::string &dir, const std::string &tag, const std::string &client_state);
+    /* This rank's partition of optimizer state s of group g, wherever it
+     * lives (memory or NVMe swap): streamed to `sink` in order, or replaced
+     * by `values` (a local-sized array, consumed). Checkpoints use these. */
+    void read_state_partition(size_t g, int s, const std::function<void(const float *, size_t)> &sink);
+    void put_state_partition(size_t g, int s, std::vector<float> &values);
     std::string load(const std::string &dir, const std::string &tag, uint32_t flags);
 
 private:
@@ -189,6 +211,11 @@ private:
     void clear_grads();
     double grad_sumsq();               /* sum of squares of all accumulated grads */
     void apply_update(double grad_mul);
+    UpdateArgs group_update_args(const GroupState &G, double grad_mul) const;
+    /* NVMe offload (src/engine/swap_step.cpp) */
+    void open_swap();
+    void prepare_swap(const std::vector<GroupState> &groups);
+    void apply_update_swapped(double grad_mul);
     void refresh_schedule();
     void write_back_all();             /* master -> host tensors, then publish */
     std::string load_verified(const std::string &dir, const std::string &tag, uint32_t flags);
@@ -233,7 +260,8 @@ private:
     Config cfg_;
     Logger log_;
     int world_ = 1, rank_ = 0;
-    std::unique_ptr<comm::Communicator> comm_;
+    std::shared_ptr<comm::Communicator> comm_;
+    std::shared_ptr<comm::Communicator> norm_comm_;  /* EngineOptions::norm_comm */
     std::vector<Bucket> buckets_;      /* stage 2, in flat order across groups */
     std::vector<BucketSlot> slots_;
     std::vector<char> publish_send_, publish_recv_;  /* all-gather staging, reused */
@@ -272,6 +300,11 @@ private:
     void note_memory();                /* updates peak_total_ */
     void count_comm(size_t elements) { comm_elements_ += static_cast<int64_t>(elements); ++collectives_; }
     bool agreed_ = false;              /* dsz_load: every rank verified */
+    /* NVMe offload: optimizer states swapped by sub-group (swap_store.h). */
+    std::unique_ptr<SwapStore> swap_;
+    /* Set when a failure left the engine inconsistent (a swap error in the
+     * middle of a step); every later call reports it. */
+    std::string failed_;
 };
 
 }  // namespace dsz

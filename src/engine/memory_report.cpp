@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "engine/engine.h"
+#include "engine/swap_store.h"
 
 namespace dsz {
 
@@ -29,6 +30,7 @@ Engine::MemoryFigures Engine::memory() const {
         m.comm_buffers += G.part_grad.capacity() * sizeof(float);
         for (const auto &s : G.states) m.optimizer += s.capacity() * sizeof(float);
     }
+    if (swap_) m.optimizer += swap_->buffer_bytes(); /* the states themselves are on NVMe */
     for (const BucketSlot &b : slots_) m.comm_buffers += (b.buf.capacity() + b.recv.capacity()) * sizeof(float);
     m.comm_buffers += publish_send_.capacity() + publish_recv_.capacity();
     return m;

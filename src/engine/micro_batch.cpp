@@ -84,6 +84,16 @@ void Engine::zero_untouched_grads() {
     }
 }
 
+void Engine::discard_window() {
+    if (cfg_.zero.stage >= 2)
+        fail(DSZ_ERR_UNSUPPORTED, "discarding an accumulation window at ZeRO stage %d (reductions may be in flight)",
+             cfg_.zero.stage);
+    micro_steps_ -= micro_steps_ % cfg_.gradient_accumulation_steps;
+    backward_done_ = in_micro_ = false;
+    for (ParamRecord &p : params_) p.grad_in_micro = false;
+    clear_grads();
+}
+
 void Engine::clear_grads() {
     for (ParamRecord &p : params_) p.grad_in_window = false;
     for (GroupState &G : groups_) G.grad_window = false;

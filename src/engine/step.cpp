@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "engine/engine.h"
+#include "engine/swap_store.h"
 
 namespace dsz {
 
@@ -49,29 +50,37 @@ double Engine::grad_sumsq() {
     return total;
 }
 
+/* The settings of group G's update, for step G.step_count; the caller
+ * points master, grad, states, spans and tensors at the data. */
+UpdateArgs Engine::group_update_args(const GroupState &G, double grad_mul) const {
+    UpdateArgs a{};
+    a.grad_dtype = DType::f32;
+    a.out_dtype = cfg_.model_dtype() == ModelDtype::fp16 ? DType::f16
+                  : cfg_.model_dtype() == ModelDtype::bf16 ? DType::bf16 : DType::f32;
+    a.grad_mul = grad_mul;
+    a.hyper.lr = G.lr;
+    a.hyper.weight_decay = G.weight_decay;
+    a.hyper.beta1 = G.sched.has_momentum ? G.sched.beta1 : cfg_.optimizer.beta1;
+    a.hyper.beta2 = G.sched.has_momentum ? G.sched.beta2 : cfg_.optimizer.beta2;
+    a.hyper.step = G.step_count;
+    a.pool = pool_.get();
+    return a;
+}
+
 void Engine::apply_update(double grad_mul) {
     /* grad_mul already holds 1/world: the reduced gradients are sums. */
-    const DType out = cfg_.model_dtype() == ModelDtype::fp16 ? DType::f16
-                      : cfg_.model_dtype() == ModelDtype::bf16 ? DType::bf16 : DType::f32;
+    if (swap_) return apply_update_swapped(grad_mul);
     for (GroupState &G : groups_) {
         if (G.spans.empty()) continue;
         std::vector<float *> states;
         for (auto &s : G.states) states.push_back(s.data());
-        UpdateArgs a;
+        ++G.step_count;
+        UpdateArgs a = group_update_args(G, grad_mul);
         a.master = G.master.data();
         a.grad = reduced_grad(G);
-        a.grad_dtype = DType::f32;
         a.states = states.data();
-        a.out_dtype = out;
         a.spans = &G.spans;
         a.tensors = &G.tensors;
-        a.grad_mul = grad_mul;
-        a.hyper.lr = G.lr;
-        a.hyper.weight_decay = G.weight_decay;
-        a.hyper.beta1 = G.sched.has_momentum ? G.sched.beta1 : cfg_.optimizer.beta1;
-        a.hyper.beta2 = G.sched.has_momentum ? G.sched.beta2 : cfg_.optimizer.beta2;
-        a.hyper.step = ++G.step_count;
-        a.pool = pool_.get();
         optimizer_->update(a);
     }
 }
@@ -84,6 +93,7 @@ StepResult Engine::step() {
     const bool boundary = (micro_steps_ + 1) % cfg_.gradient_accumulation_steps == 0;
     if (boundary && !optimizer_)
         fail(DSZ_ERR_STATE, "dsz_step: the config has no \"optimizer\" section, so there is nothing to update with");
+    if (boundary && swap_) swap_->verify(); /* a damaged swap file fails the step before it changes anything */
     const auto t0 = std::chrono::steady_clock::now();
     backward_done_ = false;
     ++micro_steps_;

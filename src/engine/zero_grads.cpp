@@ -169,9 +169,11 @@ const float *Engine::reduced_grad(const GroupState &G) const {
 }
 
 double Engine::global_sumsq(double local) {
-    if (world_ == 1) return local;
-    count_comm(2); /* an all-reduce of one element */
-    waiting([&] { local = comm_->all_reduce_value(local, comm::ReduceOp::sum); });
+    for (comm::Communicator *c : {comm_.get(), norm_comm_.get()}) {
+        if (!c || c->size() == 1) continue;
+        count_comm(2); /* an all-reduce of one element */
+        waiting([&] { local = c->all_reduce_value(local, comm::ReduceOp::sum); });
+    }
     return local;
 }
 

@@ -98,3 +98,26 @@ foreach(case "late|EXPECTED 12: rank 0: .*reduce_scatter" "exit|EXPECTED 12|exit
   set_tests_properties(zero_fault_${mode}_np2 PROPERTIES
     ENVIRONMENT "${DSZ_MPI_TEST_ENV};DSZ_COMM_TIMEOUT=10" LABELS "mpi;fault" TIMEOUT 90 PROCESSORS 2)
 endforeach()
+
+# ---- moe (owned by src/moe): expert parallelism gives the ep_size-1 results ----
+add_executable(moe_parity ${CMAKE_CURRENT_SOURCE_DIR}/mpi/moe_parity.c)
+target_link_libraries(moe_parity PRIVATE dszero MPI::MPI_C m)
+foreach(np 2 4)
+  add_test(NAME moe_parity_np${np}
+    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:moe_parity>)
+  set_tests_properties(moe_parity_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;moe" TIMEOUT 120 PROCESSORS ${np})
+endforeach()
+# ---- end moe ----
+# ---- nvme (owned by the NVMe offload work): swapped optimizer states across ranks ----
+add_executable(nvme_ranks ${CMAKE_CURRENT_SOURCE_DIR}/mpi/nvme_ranks.c)
+target_link_libraries(nvme_ranks PRIVATE dszero MPI::MPI_C)
+if(DSZ_AIO_LIBRARY AND DSZ_WITH_AIO)
+  foreach(np 2 3)
+    add_test(NAME nvme_ranks_np${np}
+      COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:nvme_ranks>)
+    set_tests_properties(nvme_ranks_np${np} PROPERTIES
+      ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;nvme" TIMEOUT 120 PROCESSORS ${np})
+  endforeach()
+endif()
+# ---- end nvme ----

@@ -376,6 +376,92 @@ static void test_memory_and_volume(void) {
     }
 }
 
+/* LAMB at stages >= 1 sees, as in DeepSpeed, one flat tensor per rank's
+ * partition: its trust ratio is the partition's. Reference: one rank at
+ * stage 0 whose tensors are the W partitions of the flat model (padding
+ * included: zeros that stay zero), fed the average of all ranks' gradients. */
+static void test_lamb_partitions(void) {
+    size_t total = 0;
+    for (int i = 0; i < NP; ++i) total += numel(i);
+    const size_t padded = (total + 2 * (size_t)world - 1) / (2 * (size_t)world) * 2 * (size_t)world;
+    const size_t P = padded / (size_t)world;
+    for (int stage = 1; stage <= 3; ++stage) {
+        char json[1024];
+        snprintf(json, sizeof json,
+                 "{\"train_micro_batch_size_per_gpu\": 1, \"zero_allow_untested_optimizer\": true, "
+                 "\"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 40}, "
+                 "\"optimizer\": {\"type\": \"Lamb\", \"params\": {\"lr\": 0.01, \"weight_decay\": 0.01}}}",
+                 stage);
+        dsz_engine *e = engine(json, NULL);
+        model m;
+        model_make(&m, 32, 0);
+        reg(e, &m);
+        for (int s = 0; s < 8; ++s) feed(e, &m, s, 0, -1);
+        size_t n;
+        unsigned char *got = read_params(e, 32, &n);
+        OK(dsz_engine_free(e));
+
+        /* the reference: W tensors of P elements over the flat model */
+        snprintf(json, sizeof json,
+                 "{\"train_micro_batch_size_per_gpu\": 1, \"optimizer\": {\"type\": \"Lamb\", "
+                 "\"params\": {\"lr\": 0.01, \"weight_decay\": 0.01}}}");
+        MPI_Comm self = MPI_COMM_SELF;
+        dsz_engine *r = engine(json, &self);
+        float *flat = calloc(padded, 4), *gflat = calloc(padded, 4);
+        model init; /* the initial values (m holds trained ones at stages 1-2) */
+        model_make(&init, 32, 0);
+        size_t at = 0;
+        for (int i = 0; i < NP; ++i) {
+            memcpy(flat + at, init.data[i], numel(i) * 4);
+            at += numel(i);
+        }
+        model_free(&init);
+        int64_t shape[1] = {(int64_t)P};
+        dsz_param rp[8];
+        DLTensor rt[8];
+        char names[8][16];
+        for (int k = 0; k < world; ++k) {
+            memset(&rt[k], 0, sizeof rt[k]);
+            rt[k].data = flat + (size_t)k * P;
+            rt[k].device.device_type = kDLCPU;
+            rt[k].ndim = 1;
+            rt[k].dtype.code = kDLFloat;
+            rt[k].dtype.bits = 32;
+            rt[k].dtype.lanes = 1;
+            rt[k].shape = shape;
+            snprintf(names[k], sizeof names[k], "part%d", k);
+            rp[k].name = names[k];
+            rp[k].tensor = &rt[k];
+            rp[k].group = 0;
+            rp[k].flags = 0;
+        }
+        OK(dsz_register_params(r, rp, (size_t)world, NULL, 0));
+        for (int s = 0; s < 8; ++s) {
+            at = 0;
+            for (int i = 0; i < NP; ++i)
+                for (size_t k = 0; k < numel(i); ++k) {
+                    double acc = 0;
+                    for (int q = 0; q < world; ++q) acc += grad_of(s, q, i, k);
+                    gflat[at++] = (float)(acc / world);
+                }
+            for (int k = 0; k < world; ++k) {
+                DLTensor g = rt[k];
+                g.data = gflat + (size_t)k * P;
+                OK(dsz_grad_ready(r, (size_t)k, &g));
+            }
+            OK(dsz_backward(r));
+            OK(dsz_step(r, NULL));
+        }
+        const double d = max_rel((const float *)got, flat, total);
+        CHECK(d <= 1e-6, "LAMB stage %d: %g relative from the per-partition reference", stage, d);
+        free(flat);
+        free(gflat);
+        free(got);
+        model_free(&m);
+        OK(dsz_engine_free(r));
+    }
+}
+
 /* Ranks that register different parameters get a clear error, all of them. */
 static void test_mismatched_registration(void) {
     if (world == 1) return;
@@ -411,6 +497,7 @@ int main(int argc, char **argv) {
     test_checkpoint_resume();
     test_mismatched_registration();
     test_memory_and_volume();
+    test_lamb_partitions();
     MPI_Barrier(MPI_COMM_WORLD);
     if (rank == 0) printf("zero_parity: %d ranks: stages 0-3 agree, match one rank, skip overflows together, resume exactly\n", world);
     MPI_Finalize();

@@ -313,6 +313,192 @@ dsz_load(engine, dir, tag, flags, client_state_json) =
     ccall(sym(:dsz_load), dsz_status, (Ptr{dsz_engine}, Cstring, Ptr{Cchar}, UInt32, Ptr{Ptr{Cchar}}),
           engine, dir, tag, flags, client_state_json)
 
+# ---- mixture of experts (docs/moe.md) ----
+
+"Opaque expert-parallel layout; only ever seen as `Ptr{dsz_moe_group}`."
+struct dsz_moe_group end
+"Opaque routes of one gate call; only ever seen as `Ptr{dsz_moe_routing}`."
+struct dsz_moe_routing end
+
+const DSZ_MOE_NOISE_NONE = Int32(0)
+const DSZ_MOE_NOISE_JITTER = Int32(1)
+const DSZ_MOE_NOISE_RSAMPLE = Int32(2)
+const DSZ_MOE_DROP_PROBS = Int32(0)
+const DSZ_MOE_DROP_POSITION = Int32(1)
+
+struct dsz_moe_gate_config
+    size::UInt32
+    k::Int32
+    capacity_factor::Cdouble
+    eval_capacity_factor::Cdouble
+    min_capacity::Int64
+    training::Int32
+    drop_tokens::Int32
+    use_rts::Int32
+    noisy_gate_policy::Int32
+    top2_2nd_expert_sampling::Int32
+    drop_policy::Int32
+    tensor_parallel_size::Int64
+    seed::UInt64
+end
+
+struct dsz_moe_routing_info
+    size::UInt32
+    k::Int32
+    tokens::Int64
+    experts::Int64
+    capacity::Int64
+    dropped::Int64
+    l_aux::Cdouble
+end
+
+dsz_moe_gate_config_init(cfg, size) =
+    ccall(sym(:dsz_moe_gate_config_init), dsz_status, (Ptr{dsz_moe_gate_config}, Csize_t), cfg, size)
+dsz_moe_group_new(out, engine, ep_size, mpi_comm) =
+    ccall(sym(:dsz_moe_group_new), dsz_status, (Ptr{Ptr{dsz_moe_group}}, Ptr{dsz_engine}, Int32, Ptr{Cvoid}),
+          out, engine, ep_size, mpi_comm)
+dsz_moe_group_free(group) = ccall(sym(:dsz_moe_group_free), dsz_status, (Ptr{dsz_moe_group},), group)
+dsz_moe_group_info(group, ep_size, ep_rank, edp_size, edp_rank) =
+    ccall(sym(:dsz_moe_group_info), dsz_status,
+          (Ptr{dsz_moe_group}, Ptr{Int32}, Ptr{Int32}, Ptr{Int32}, Ptr{Int32}),
+          group, ep_size, ep_rank, edp_size, edp_rank)
+dsz_moe_jitter(x, n, epsilon, seed, multipliers) =
+    ccall(sym(:dsz_moe_jitter), dsz_status, (Ptr{Cfloat}, Csize_t, Cdouble, UInt64, Ptr{Cfloat}),
+          x, n, epsilon, seed, multipliers)
+dsz_moe_gate(out, cfg, logits, tokens, experts, used_token, group) =
+    ccall(sym(:dsz_moe_gate), dsz_status,
+          (Ptr{Ptr{dsz_moe_routing}}, Ptr{dsz_moe_gate_config}, Ptr{Cfloat}, Int64, Int64, Ptr{UInt8},
+           Ptr{dsz_moe_group}),
+          out, cfg, logits, tokens, experts, used_token, group)
+dsz_moe_routing_free(routing) = ccall(sym(:dsz_moe_routing_free), dsz_status, (Ptr{dsz_moe_routing},), routing)
+dsz_moe_routing_info_init(info, size) =
+    ccall(sym(:dsz_moe_routing_info_init), dsz_status, (Ptr{dsz_moe_routing_info}, Csize_t), info, size)
+dsz_moe_routing_get_info(routing, info) =
+    ccall(sym(:dsz_moe_routing_get_info), dsz_status, (Ptr{dsz_moe_routing}, Ptr{dsz_moe_routing_info}),
+          routing, info)
+dsz_moe_routing_get(routing, expert, slot, weight, exp_counts, probs) =
+    ccall(sym(:dsz_moe_routing_get), dsz_status,
+          (Ptr{dsz_moe_routing}, Ptr{Int32}, Ptr{Int32}, Ptr{Cfloat}, Ptr{Int64}, Ptr{Cfloat}),
+          routing, expert, slot, weight, exp_counts, probs)
+dsz_moe_gate_backward(routing, d_weight, d_l_aux, d_probs, d_logits) =
+    ccall(sym(:dsz_moe_gate_backward), dsz_status,
+          (Ptr{dsz_moe_routing}, Ptr{Cfloat}, Cdouble, Ptr{Cfloat}, Ptr{Cfloat}),
+          routing, d_weight, d_l_aux, d_probs, d_logits)
+dsz_moe_dispatch(routing, tokens, dispatched) =
+    ccall(sym(:dsz_moe_dispatch), dsz_status, (Ptr{dsz_moe_routing}, Ptr{DLTensor}, Ptr{DLTensor}),
+          routing, tokens, dispatched)
+dsz_moe_dispatch_backward(routing, d_dispatched, d_tokens) =
+    ccall(sym(:dsz_moe_dispatch_backward), dsz_status, (Ptr{dsz_moe_routing}, Ptr{DLTensor}, Ptr{DLTensor}),
+          routing, d_dispatched, d_tokens)
+dsz_moe_combine(routing, expert_out, out) =
+    ccall(sym(:dsz_moe_combine), dsz_status, (Ptr{dsz_moe_routing}, Ptr{DLTensor}, Ptr{DLTensor}),
+          routing, expert_out, out)
+dsz_moe_combine_backward(routing, expert_out, d_out, d_expert_out, d_weight) =
+    ccall(sym(:dsz_moe_combine_backward), dsz_status,
+          (Ptr{dsz_moe_routing}, Ptr{DLTensor}, Ptr{DLTensor}, Ptr{DLTensor}, Ptr{Cfloat}),
+          routing, expert_out, d_out, d_expert_out, d_weight)
+dsz_moe_all_to_all(group, input, out) =
+    ccall(sym(:dsz_moe_all_to_all), dsz_status, (Ptr{dsz_moe_group}, Ptr{DLTensor}, Ptr{DLTensor}),
+          group, input, out)
+
+# ---- pipeline parallelism ----
+
+const DSZ_ERR_CALLBACK = dsz_status(16)
+
+const DSZ_PIPE_LOAD_MICRO_BATCH = Int32(0)
+const DSZ_PIPE_FORWARD_PASS = Int32(1)
+const DSZ_PIPE_BACKWARD_PASS = Int32(2)
+const DSZ_PIPE_SEND_ACTIVATION = Int32(3)
+const DSZ_PIPE_RECV_ACTIVATION = Int32(4)
+const DSZ_PIPE_SEND_GRAD = Int32(5)
+const DSZ_PIPE_RECV_GRAD = Int32(6)
+const DSZ_PIPE_REDUCE_TIED_GRADS = Int32(7)
+const DSZ_PIPE_REDUCE_GRADS = Int32(8)
+const DSZ_PIPE_OPTIMIZER_STEP = Int32(9)
+
+const DSZ_PIPE_SCHEDULE_TRAIN = Int32(0)
+const DSZ_PIPE_SCHEDULE_INFERENCE = Int32(1)
+
+struct dsz_pipe_instr
+    kind::Int32
+    step::Int32
+    buffer_id::Int32
+    micro_batch::Int32
+end
+
+"Opaque pipeline executor handle; only ever seen as `Ptr{dsz_pipe_engine}`."
+struct dsz_pipe_engine end
+
+# int32_t (*)(void *user_data, int32_t buffer_id, int64_t micro_batch)
+const dsz_pipe_load_fn = Ptr{Cvoid}
+# int32_t (*)(void *, int32_t, int64_t, const DLTensor *input, DLTensor *output, double *loss)
+const dsz_pipe_forward_fn = Ptr{Cvoid}
+# int32_t (*)(void *, int32_t, int64_t, const DLTensor *output_grad, DLTensor *input_grad)
+const dsz_pipe_backward_fn = Ptr{Cvoid}
+
+struct dsz_pipe_options
+    size::UInt32
+    stages::Int32
+    load_micro_batch::dsz_pipe_load_fn
+    forward::dsz_pipe_forward_fn
+    backward::dsz_pipe_backward_fn
+    user_data::Ptr{Cvoid}
+end
+
+struct dsz_pipe_info
+    size::UInt32
+    stages::Int32
+    stage_id::Int32
+    data_parallel_size::Int32
+    data_parallel_rank::Int32
+    world_size::Int32
+    rank::Int32
+    micro_batches::Int32
+    n_buffers::Int32
+    n_steps::Int32
+end
+
+struct dsz_pipe_batch_info
+    size::UInt32
+    stepped::Int32
+    skipped::Int32
+    reserved0::Int32
+    loss::Cdouble
+    grad_norm::Cdouble
+    global_steps::Int64
+    schedule_ms::Cdouble
+    compute_ms::Cdouble
+    transfer_wait_ms::Cdouble
+    step_ms::Cdouble
+end
+
+dsz_pipe_schedule(kind, micro_batches, stages, stage_id, out, capacity, n_instr) =
+    ccall(sym(:dsz_pipe_schedule), dsz_status, (Int32, Int32, Int32, Int32, Ptr{dsz_pipe_instr}, Csize_t, Ptr{Csize_t}),
+          kind, micro_batches, stages, stage_id, out, capacity, n_instr)
+dsz_pipe_schedule_size(kind, micro_batches, stages, stage_id, n_buffers, n_steps) =
+    ccall(sym(:dsz_pipe_schedule_size), dsz_status, (Int32, Int32, Int32, Int32, Ptr{Int32}, Ptr{Int32}),
+          kind, micro_batches, stages, stage_id, n_buffers, n_steps)
+dsz_pipe_partition(method, n_layers, param_counts, layer_types, stages, parts) =
+    ccall(sym(:dsz_pipe_partition), dsz_status, (Cstring, Csize_t, Ptr{Int64}, Ptr{Ptr{Cchar}}, Int32, Ptr{Int64}),
+          method, n_layers, param_counts, layer_types, stages, parts)
+dsz_pipe_options_init(opts, size) =
+    ccall(sym(:dsz_pipe_options_init), dsz_status, (Ptr{dsz_pipe_options}, Csize_t), opts, size)
+dsz_pipe_init(out, config, opts, pipe) =
+    ccall(sym(:dsz_pipe_init), dsz_status,
+          (Ptr{Ptr{dsz_pipe_engine}}, Cstring, Ptr{dsz_init_options}, Ptr{dsz_pipe_options}), out, config, opts, pipe)
+dsz_pipe_free(pipe) = ccall(sym(:dsz_pipe_free), dsz_status, (Ptr{dsz_pipe_engine},), pipe)
+dsz_pipe_stage_engine(pipe, engine) =
+    ccall(sym(:dsz_pipe_stage_engine), dsz_status, (Ptr{dsz_pipe_engine}, Ptr{Ptr{dsz_engine}}), pipe, engine)
+dsz_pipe_info_init(info, size) =
+    ccall(sym(:dsz_pipe_info_init), dsz_status, (Ptr{dsz_pipe_info}, Csize_t), info, size)
+dsz_pipe_get_info(pipe, info) =
+    ccall(sym(:dsz_pipe_get_info), dsz_status, (Ptr{dsz_pipe_engine}, Ptr{dsz_pipe_info}), pipe, info)
+dsz_pipe_batch_info_init(info, size) =
+    ccall(sym(:dsz_pipe_batch_info_init), dsz_status, (Ptr{dsz_pipe_batch_info}, Csize_t), info, size)
+dsz_pipe_train_batch(pipe, loss, info) =
+    ccall(sym(:dsz_pipe_train_batch), dsz_status, (Ptr{dsz_pipe_engine}, Ptr{Cdouble}, Ptr{dsz_pipe_batch_info}),
+          pipe, loss, info)
+
 # Checkpoint consolidation
 dsz_consolidate(dir, tag, out_path, dtype) =
     ccall(sym(:dsz_consolidate), dsz_status, (Cstring, Ptr{Cchar}, Cstring, DLDataType), dir, tag, out_path, dtype)

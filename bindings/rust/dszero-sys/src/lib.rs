@@ -256,3 +256,278 @@ unsafe extern "C" {
         dtype: DLDataType,
     ) -> dsz_status;
 }
+
+// ---- pipeline parallelism ----
+pub const DSZ_ERR_CALLBACK: dsz_status = 16;
+
+pub const DSZ_PIPE_LOAD_MICRO_BATCH: i32 = 0;
+pub const DSZ_PIPE_FORWARD_PASS: i32 = 1;
+pub const DSZ_PIPE_BACKWARD_PASS: i32 = 2;
+pub const DSZ_PIPE_SEND_ACTIVATION: i32 = 3;
+pub const DSZ_PIPE_RECV_ACTIVATION: i32 = 4;
+pub const DSZ_PIPE_SEND_GRAD: i32 = 5;
+pub const DSZ_PIPE_RECV_GRAD: i32 = 6;
+pub const DSZ_PIPE_REDUCE_TIED_GRADS: i32 = 7;
+pub const DSZ_PIPE_REDUCE_GRADS: i32 = 8;
+pub const DSZ_PIPE_OPTIMIZER_STEP: i32 = 9;
+
+pub const DSZ_PIPE_SCHEDULE_TRAIN: i32 = 0;
+pub const DSZ_PIPE_SCHEDULE_INFERENCE: i32 = 1;
+
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq, Eq)]
+pub struct dsz_pipe_instr {
+    pub kind: i32,
+    pub step: i32,
+    pub buffer_id: i32,
+    pub micro_batch: i32,
+}
+
+/// Opaque pipeline executor handle (`typedef struct dsz_pipe_engine dsz_pipe_engine`).
+#[repr(C)]
+pub struct dsz_pipe_engine {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+pub type dsz_pipe_load_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, buffer_id: i32, micro_batch: i64) -> i32>;
+pub type dsz_pipe_forward_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        buffer_id: i32,
+        micro_batch: i64,
+        input: *const DLTensor,
+        output: *mut DLTensor,
+        loss: *mut f64,
+    ) -> i32
+>;
+pub type dsz_pipe_backward_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        buffer_id: i32,
+        micro_batch: i64,
+        output_grad: *const DLTensor,
+        input_grad: *mut DLTensor,
+    ) -> i32
+>;
+
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct dsz_pipe_options {
+    pub size: u32,
+    pub stages: i32,
+    pub load_micro_batch: dsz_pipe_load_fn,
+    pub forward: dsz_pipe_forward_fn,
+    pub backward: dsz_pipe_backward_fn,
+    pub user_data: *mut c_void,
+}
+
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq, Eq)]
+pub struct dsz_pipe_info {
+    pub size: u32,
+    pub stages: i32,
+    pub stage_id: i32,
+    pub data_parallel_size: i32,
+    pub data_parallel_rank: i32,
+    pub world_size: i32,
+    pub rank: i32,
+    pub micro_batches: i32,
+    pub n_buffers: i32,
+    pub n_steps: i32,
+}
+
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq)]
+pub struct dsz_pipe_batch_info {
+    pub size: u32,
+    pub stepped: i32,
+    pub skipped: i32,
+    pub reserved0: i32,
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub global_steps: i64,
+    pub schedule_ms: f64,
+    pub compute_ms: f64,
+    pub transfer_wait_ms: f64,
+    pub step_ms: f64,
+}
+
+unsafe extern "C" {
+    pub fn dsz_pipe_schedule(
+        kind: i32,
+        micro_batches: i32,
+        stages: i32,
+        stage_id: i32,
+        out: *mut dsz_pipe_instr,
+        capacity: usize,
+        n_instr: *mut usize,
+    ) -> dsz_status;
+    pub fn dsz_pipe_schedule_size(
+        kind: i32,
+        micro_batches: i32,
+        stages: i32,
+        stage_id: i32,
+        n_buffers: *mut i32,
+        n_steps: *mut i32,
+    ) -> dsz_status;
+    pub fn dsz_pipe_partition(
+        method: *const c_char,
+        n_layers: usize,
+        param_counts: *const i64,
+        layer_types: *mut *const c_char,
+        stages: i32,
+        parts: *mut i64,
+    ) -> dsz_status;
+    pub fn dsz_pipe_options_init(opts: *mut dsz_pipe_options, size: usize) -> dsz_status;
+    pub fn dsz_pipe_init(
+        out: *mut *mut dsz_pipe_engine,
+        config: *const c_char,
+        opts: *const dsz_init_options,
+        pipe: *const dsz_pipe_options,
+    ) -> dsz_status;
+    pub fn dsz_pipe_free(pipe: *mut dsz_pipe_engine) -> dsz_status;
+    pub fn dsz_pipe_stage_engine(pipe: *mut dsz_pipe_engine, engine: *mut *mut dsz_engine) -> dsz_status;
+    pub fn dsz_pipe_info_init(info: *mut dsz_pipe_info, size: usize) -> dsz_status;
+    pub fn dsz_pipe_get_info(pipe: *mut dsz_pipe_engine, info: *mut dsz_pipe_info) -> dsz_status;
+    pub fn dsz_pipe_batch_info_init(info: *mut dsz_pipe_batch_info, size: usize) -> dsz_status;
+    pub fn dsz_pipe_train_batch(
+        pipe: *mut dsz_pipe_engine,
+        loss: *mut f64,
+        info: *mut dsz_pipe_batch_info,
+    ) -> dsz_status;
+}
+
+// ---- mixture of experts (docs/moe.md) ----
+/// Opaque expert-parallel layout (`typedef struct dsz_moe_group dsz_moe_group`).
+#[repr(C)]
+pub struct dsz_moe_group {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+/// Opaque routes of one gate call (`typedef struct dsz_moe_routing dsz_moe_routing`).
+#[repr(C)]
+pub struct dsz_moe_routing {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+pub const DSZ_MOE_NOISE_NONE: i32 = 0;
+pub const DSZ_MOE_NOISE_JITTER: i32 = 1;
+pub const DSZ_MOE_NOISE_RSAMPLE: i32 = 2;
+pub const DSZ_MOE_DROP_PROBS: i32 = 0;
+pub const DSZ_MOE_DROP_POSITION: i32 = 1;
+
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq)]
+pub struct dsz_moe_gate_config {
+    pub size: u32,
+    pub k: i32,
+    pub capacity_factor: f64,
+    pub eval_capacity_factor: f64,
+    pub min_capacity: i64,
+    pub training: i32,
+    pub drop_tokens: i32,
+    pub use_rts: i32,
+    pub noisy_gate_policy: i32,
+    pub top2_2nd_expert_sampling: i32,
+    pub drop_policy: i32,
+    pub tensor_parallel_size: i64,
+    pub seed: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq)]
+pub struct dsz_moe_routing_info {
+    pub size: u32,
+    pub k: i32,
+    pub tokens: i64,
+    pub experts: i64,
+    pub capacity: i64,
+    pub dropped: i64,
+    pub l_aux: f64,
+}
+
+unsafe extern "C" {
+    pub fn dsz_moe_gate_config_init(cfg: *mut dsz_moe_gate_config, size: usize) -> dsz_status;
+    pub fn dsz_moe_group_new(
+        out: *mut *mut dsz_moe_group,
+        engine: *mut dsz_engine,
+        ep_size: i32,
+        mpi_comm: *mut c_void,
+    ) -> dsz_status;
+    pub fn dsz_moe_group_free(group: *mut dsz_moe_group) -> dsz_status;
+    pub fn dsz_moe_group_info(
+        group: *mut dsz_moe_group,
+        ep_size: *mut i32,
+        ep_rank: *mut i32,
+        edp_size: *mut i32,
+        edp_rank: *mut i32,
+    ) -> dsz_status;
+    pub fn dsz_moe_jitter(
+        x: *mut f32,
+        n: usize,
+        epsilon: f64,
+        seed: u64,
+        multipliers: *mut f32,
+    ) -> dsz_status;
+    pub fn dsz_moe_gate(
+        out: *mut *mut dsz_moe_routing,
+        cfg: *const dsz_moe_gate_config,
+        logits: *const f32,
+        tokens: i64,
+        experts: i64,
+        used_token: *const u8,
+        group: *mut dsz_moe_group,
+    ) -> dsz_status;
+    pub fn dsz_moe_routing_free(routing: *mut dsz_moe_routing) -> dsz_status;
+    pub fn dsz_moe_routing_info_init(info: *mut dsz_moe_routing_info, size: usize) -> dsz_status;
+    pub fn dsz_moe_routing_get_info(
+        routing: *mut dsz_moe_routing,
+        info: *mut dsz_moe_routing_info,
+    ) -> dsz_status;
+    pub fn dsz_moe_routing_get(
+        routing: *mut dsz_moe_routing,
+        expert: *mut i32,
+        slot: *mut i32,
+        weight: *mut f32,
+        exp_counts: *mut i64,
+        probs: *mut f32,
+    ) -> dsz_status;
+    pub fn dsz_moe_gate_backward(
+        routing: *mut dsz_moe_routing,
+        d_weight: *const f32,
+        d_l_aux: f64,
+        d_probs: *mut f32,
+        d_logits: *mut f32,
+    ) -> dsz_status;
+    pub fn dsz_moe_dispatch(
+        routing: *mut dsz_moe_routing,
+        tokens: *const DLTensor,
+        dispatched: *mut DLTensor,
+    ) -> dsz_status;
+    pub fn dsz_moe_dispatch_backward(
+        routing: *mut dsz_moe_routing,
+        d_dispatched: *const DLTensor,
+        d_tokens: *mut DLTensor,
+    ) -> dsz_status;
+    pub fn dsz_moe_combine(
+        routing: *mut dsz_moe_routing,
+        expert_out: *const DLTensor,
+        out: *mut DLTensor,
+    ) -> dsz_status;
+    pub fn dsz_moe_combine_backward(
+        routing: *mut dsz_moe_routing,
+        expert_out: *const DLTensor,
+        d_out: *const DLTensor,
+        d_expert_out: *mut DLTensor,
+        d_weight: *mut f32,
+    ) -> dsz_status;
+    pub fn dsz_moe_all_to_all(
+        group: *mut dsz_moe_group,
+        input: *const DLTensor,
+        out: *mut DLTensor,
+    ) -> dsz_status;
+}

@@ -233,6 +233,121 @@ fn table() -> Table {
         kDLBfloat,
         kDLComplex
     );
+    // ---- mixture of experts ----
+    record!(
+        t,
+        dsz_moe_gate_config {
+            size,
+            k,
+            capacity_factor,
+            eval_capacity_factor,
+            min_capacity,
+            training,
+            drop_tokens,
+            use_rts,
+            noisy_gate_policy,
+            top2_2nd_expert_sampling,
+            drop_policy,
+            tensor_parallel_size,
+            seed
+        }
+    );
+    record!(
+        t,
+        dsz_moe_routing_info {
+            size,
+            k,
+            tokens,
+            experts,
+            capacity,
+            dropped,
+            l_aux
+        }
+    );
+    constants!(
+        t,
+        DSZ_MOE_NOISE_NONE,
+        DSZ_MOE_NOISE_JITTER,
+        DSZ_MOE_NOISE_RSAMPLE,
+        DSZ_MOE_DROP_PROBS,
+        DSZ_MOE_DROP_POSITION
+    );
+    // ---- pipeline parallelism ----
+    record!(
+        t,
+        dsz_pipe_instr {
+            kind,
+            step,
+            buffer_id,
+            micro_batch
+        }
+    );
+    record!(
+        t,
+        dsz_pipe_options {
+            size,
+            stages,
+            load_micro_batch,
+            forward,
+            backward,
+            user_data
+        }
+    );
+    record!(
+        t,
+        dsz_pipe_info {
+            size,
+            stages,
+            stage_id,
+            data_parallel_size,
+            data_parallel_rank,
+            world_size,
+            rank,
+            micro_batches,
+            n_buffers,
+            n_steps
+        }
+    );
+    record!(
+        t,
+        dsz_pipe_batch_info {
+            size,
+            stepped,
+            skipped,
+            reserved0,
+            loss,
+            grad_norm,
+            global_steps,
+            schedule_ms,
+            compute_ms,
+            transfer_wait_ms,
+            step_ms
+        }
+    );
+    for (name, size) in [
+        ("dsz_pipe_load_fn", size_of::<dsz_pipe_load_fn>()),
+        ("dsz_pipe_forward_fn", size_of::<dsz_pipe_forward_fn>()),
+        ("dsz_pipe_backward_fn", size_of::<dsz_pipe_backward_fn>()),
+    ] {
+        writeln!(t.c, "    T({name});").unwrap();
+        writeln!(t.rust, "type {name} {size}").unwrap();
+    }
+    constants!(
+        t,
+        DSZ_ERR_CALLBACK,
+        DSZ_PIPE_LOAD_MICRO_BATCH,
+        DSZ_PIPE_FORWARD_PASS,
+        DSZ_PIPE_BACKWARD_PASS,
+        DSZ_PIPE_SEND_ACTIVATION,
+        DSZ_PIPE_RECV_ACTIVATION,
+        DSZ_PIPE_SEND_GRAD,
+        DSZ_PIPE_RECV_GRAD,
+        DSZ_PIPE_REDUCE_TIED_GRADS,
+        DSZ_PIPE_REDUCE_GRADS,
+        DSZ_PIPE_OPTIMIZER_STEP,
+        DSZ_PIPE_SCHEDULE_TRAIN,
+        DSZ_PIPE_SCHEDULE_INFERENCE
+    );
     t
 }
 

@@ -25,6 +25,8 @@ pub enum Status {
     LossScale,
     Internal,
     Cuda,
+    /// A host callback of the pipeline executor failed.
+    Callback,
     Unknown(i32),
 }
 
@@ -48,6 +50,7 @@ impl Status {
             sys::DSZ_ERR_LOSS_SCALE => Status::LossScale,
             sys::DSZ_ERR_INTERNAL => Status::Internal,
             sys::DSZ_ERR_CUDA => Status::Cuda,
+            sys::DSZ_ERR_CALLBACK => Status::Callback,
             other => Status::Unknown(other),
         })
     }
@@ -70,6 +73,7 @@ impl Status {
             Status::LossScale => sys::DSZ_ERR_LOSS_SCALE,
             Status::Internal => sys::DSZ_ERR_INTERNAL,
             Status::Cuda => sys::DSZ_ERR_CUDA,
+            Status::Callback => sys::DSZ_ERR_CALLBACK,
             Status::Unknown(c) => c,
         }
     }
