@@ -10,15 +10,13 @@
  * every rank has succeeded are the engine and the host's tensors updated, so
  * a bad checkpoint leaves both exactly as they were.
  */
-#include <cmath>
 #include <cstring>
-#include <memory>
 
 #include "checkpoint/files.h"
 #include "checkpoint/format.h"
+#include "checkpoint/loaded_ranges.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/reshard.h"
-#include "checkpoint/loaded_ranges.h"
 #include "common/error.h"
 #include "engine/agree.h"
 #include "engine/engine.h"

@@ -39,7 +39,6 @@ public:
      * every chunk they touch; DSZ_ERR_CHECKPOINT naming the file and chunk
      * when one does not match its checksum. */
     void read(uint64_t offset, size_t n, void *dst);
-    const std::string &path() const { return path_; }
     uint64_t bytes_read() const { return bytes_read_; }
 
 private:
