@@ -32,6 +32,13 @@ constexpr uint64_t kShardChunkBytes = uint64_t(4) << 20;
 uint64_t shard_chunk_bytes();
 constexpr char kShardMagic[8] = {'D', 'S', 'Z', 'S', 'H', 'A', 'R', 'D'};
 constexpr size_t kShardHeaderBytes = 64;
+/* Arrays start at multiples of this in a shard (zero padding between), so a
+ * reader can read them with O_DIRECT straight into aligned memory. Readers
+ * follow the manifest's offsets, so this is the writer's choice. */
+constexpr uint64_t kShardArrayAlign = 4096;
+inline uint64_t shard_array_offset(uint64_t end_of_previous) {
+    return (end_of_previous + kShardArrayAlign - 1) / kShardArrayAlign * kShardArrayAlign;
+}
 
 /* Throws DSZ_ERR_INVALID_ARGUMENT for a tag that is not a plain directory
  * name (save.cpp). */

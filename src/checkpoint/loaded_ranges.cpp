@@ -21,7 +21,8 @@ LoadedRanges::LoadedRanges(const ReshardTarget &target, const std::vector<float>
     size_t total = 0;
     for (const auto &r : target.ranges) {
         sizes_.push_back(r.second - r.first);
-        for (size_t k = 0; k < kinds_; ++k) {
+        for (size_t k = 0; k < kinds_; ++k) { /* page-aligned arrays: O_DIRECT reads land in place */
+            total = (total + kPage / sizeof(float) - 1) / (kPage / sizeof(float)) * (kPage / sizeof(float));
             offset_.push_back(total);
             total += r.second - r.first;
         }

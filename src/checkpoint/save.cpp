@@ -49,8 +49,9 @@ static cJSON *shape_json(const std::vector<int64_t> &shape) {
 }
 
 /* This rank's shard: a header, then per group its master partition and each
- * optimizer state, fp32, little-endian; the arrays' offsets are the same on
- * every rank. Returns the shard's file name. */
+ * optimizer state, fp32, little-endian, each starting at a multiple of
+ * kShardArrayAlign; the arrays' offsets are the same on every rank. Returns
+ * the shard's file name. */
 std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t *bytes,
                                 std::vector<uint32_t> *chunk_crcs) {
     const std::string shard = shard_name(rank_);
@@ -61,14 +62,19 @@ std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t 
                             static_cast<uint32_t>(rank_), static_cast<uint32_t>(world_)};
     std::memcpy(header + 8, hv, sizeof hv);
     w.write(header, sizeof header);
+    static const char zeros[kShardArrayAlign] = {};
+    auto align = [&] { w.write(zeros, static_cast<size_t>(shard_array_offset(w.bytes()) - w.bytes())); };
     const int n_states = optimizer_ ? optimizer_->state_count() : 0;
     for (size_t g = 0; g < groups_.size(); ++g) {
         const GroupState &G = groups_[g];
         const size_t P = layout_.groups[g].partition;
         const size_t begin = local_of(G, static_cast<size_t>(rank_) * P);
+        align();
         w.write(G.master.data() + begin, P * sizeof(float));
-        for (int s = 0; s < n_states; ++s) /* in memory or swapped to NVMe */
+        for (int s = 0; s < n_states; ++s) { /* in memory or swapped to NVMe */
+            align();
             read_state_partition(g, s, [&](const float *v, size_t n) { w.write(v, n * sizeof(float)); });
+        }
     }
     w.close();
     *crc = w.crc();
@@ -97,6 +103,7 @@ static cJSON *manifest_files(const std::vector<uint64_t> &info, const std::vecto
         uint64_t off = kShardHeaderBytes;
         for (size_t g = 0; g < partitions.size(); ++g)
             for (const std::string &kind : kinds) {
+                off = shard_array_offset(off);
                 cJSON *a = cJSON_CreateObject();
                 cJSON_AddItemToArray(arrays, a);
                 cJSON_AddNumberToObject(a, "group", static_cast<double>(g));

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <future>
 #include <cstring>
@@ -148,6 +149,28 @@ void ShardReader::read_run(uint64_t begin, uint64_t end, char *dst) {
             else pread_all(to, static_cast<size_t>(b - a), a);
         });
     };
+    /* Where the file and the destination are aligned alike, O_DIRECT reads go straight
+     * into place (the last piece's unaligned tail through the page cache). */
+    const bool in_place = direct && begin % kAlign == 0 && reinterpret_cast<uintptr_t>(dst) % kAlign == 0;
+    if (in_place) {
+        auto read_piece = [this, begin, end, piece, dst](size_t k) {
+            const uint64_t a = begin + k * piece, b = std::min(a + piece, end), mid = b / kAlign * kAlign;
+            if (mid > a) pread_direct(dst + (a - begin), static_cast<size_t>(mid - a), a, static_cast<size_t>(mid - a));
+            if (b > std::max(a, mid)) pread_all(dst + (std::max(a, mid) - begin), static_cast<size_t>(b - std::max(a, mid)), std::max(a, mid));
+        };
+        std::future<void> flying[kReadsInFlight + 1];
+        for (size_t k = 0; k < std::min(pieces, kReadsInFlight); ++k)
+            flying[k % (kReadsInFlight + 1)] = std::async(std::launch::async, read_piece, k);
+        for (size_t k = 0; k < pieces; ++k) {
+            const uint64_t a = begin + k * piece, b = std::min(a + piece, end);
+            flying[k % (kReadsInFlight + 1)].get();
+            if (k + kReadsInFlight < pieces)
+                flying[(k + kReadsInFlight) % (kReadsInFlight + 1)] = std::async(std::launch::async, read_piece, k + kReadsInFlight);
+            for (uint64_t c = a / chunk_bytes_; c * chunk_bytes_ < b; ++c) verify(c, dst + (c * chunk_bytes_ - begin));
+            bytes_read_ += b - a;
+        }
+        return;
+    }
     for (size_t k = 0; k < std::min(pieces, kReadsInFlight); ++k) launch(k);
     for (size_t k = 0; k < pieces; ++k) {
         const uint64_t a = begin + k * piece, b = std::min(a + piece, end);
