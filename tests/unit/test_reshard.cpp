@@ -313,9 +313,10 @@ static void test_reader_in_place(void **) {
     for (size_t i = kShardHeaderBytes; i < data.size(); ++i) data[i] = static_cast<char>(rng());
     const ManifestFile f = write_test_file(dir, data, 4096);
     ShardReader r(dir, f);
-    char *out = static_cast<char *>(std::aligned_alloc(4096, data.size() + 4096));
+    const size_t cap = (data.size() + 4096 + 4095) / 4096 * 4096; /* aligned_alloc wants a multiple */
+    char *out = static_cast<char *>(std::aligned_alloc(4096, cap));
     for (uint64_t a : {uint64_t(0), uint64_t(4096), uint64_t(8192)}) {
-        std::memset(out, 'x', data.size() + 4096);
+        std::memset(out, 'x', cap);
         r.read(a, data.size() - a, out);
         assert_memory_equal(out, data.data() + a, data.size() - a);
         assert_int_equal(out[data.size() - a], 'x'); /* nothing written past the end */
