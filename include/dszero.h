@@ -200,10 +200,11 @@ DSZ_API dsz_status dsz_config_resolve(const char *config,
  * row-major), in host memory (kDLCPU or kDLCUDAHost), with the model dtype
  * of the config: float32 without mixed precision, float16 with fp16,
  * bfloat16 with bf16.
- * Contract: the host owns the tensor's memory; it must stay at the same
- * address and size until dsz_engine_free. dszero reads it during
+ * Contract at stages 0-2: the host owns the tensor's memory; it must stay at
+ * the same address and size until dsz_engine_free. dszero reads it during
  * dsz_register_params (the initial values) and writes the updated values
- * into it at the end of every dsz_step that applies an update. */
+ * into it at the end of every dsz_step that applies an update. At stage 3
+ * it is read only during dsz_register_params (see dsz_gather). */
 typedef struct dsz_param {
     const char *name;       /* unique, non-empty; copied */
     const DLTensor *tensor; /* borrowed: the DLTensor struct itself is read only
@@ -334,12 +335,13 @@ DSZ_API dsz_status dsz_get_state(dsz_engine *engine, dsz_engine_state *state);
 typedef struct dsz_memory_stats {
     uint32_t size;
     uint32_t reserved0;
-    int64_t host_param_bytes;   /* the registered tensors (host-owned) */
+    int64_t host_param_bytes;   /* the registered tensors (host-owned; 0 at stage 3,
+                                   where dszero no longer uses them) */
     int64_t master_bytes;       /* fp32 master weights */
     int64_t optimizer_bytes;    /* optimizer states */
     int64_t grad_bytes;         /* fp32 gradient accumulators */
     int64_t comm_buffer_bytes;  /* buckets, reduced partitions, staging */
-    int64_t gathered_bytes;     /* stage-3 gathered parameters (0 for now) */
+    int64_t gathered_bytes;     /* stage 3: gathered parameter buffers */
     int64_t total_bytes;        /* sum of the dszero-owned categories, now */
     int64_t peak_total_bytes;   /* highest total_bytes seen */
     int64_t comm_elements;      /* elements through collectives (see above) */
@@ -353,6 +355,66 @@ DSZ_API dsz_status dsz_memory_stats_get(dsz_engine *engine, dsz_memory_stats *st
 
 /* Current learning rate of a parameter group. */
 DSZ_API dsz_status dsz_get_lr(dsz_engine *engine, size_t group, double *lr);
+
+/* ------------------------------------------------------------------------- */
+/* ZeRO stage 3: parameters on demand                                         */
+/* ------------------------------------------------------------------------- */
+
+/* At ZeRO stage 3 each rank keeps only its partition of the parameters (the
+ * fp32 masters; the model-dtype values are made from them when gathered).
+ * The host's registered tensors are read once, by dsz_register_params, and
+ * never written again: the host may free them after registration. Around
+ * each use of parameters (a module's forward, its backward) the host gathers
+ * them, uses the buffers dszero hands out, and releases them.
+ *
+ * Lifetime of a gathered buffer: each dsz_gather counts once per index; the
+ * data stays valid, at the same address, until dsz_release has been called
+ * as often for that parameter. Parameters with at most
+ * zero_optimization.param_persistence_threshold elements (while the
+ * persistent total stays within model_persistence_threshold) stay gathered
+ * from their first gather until dsz_engine_free. dsz_step, when it updates,
+ * and dsz_load refresh every gathered buffer in place. Using a buffer after
+ * its last release is a use after free; dsz_param_tensor reports such a
+ * parameter instead.
+ *
+ * Prefetching: dszero records the order of dsz_gather calls between two
+ * dsz_step calls; while later micro-batches repeat that order, each gather
+ * also starts fetching the parameters that come next, up to
+ * prefetch_bucket_size elements and max_live_parameters elements available
+ * at once, and a release keeps a parameter that is used again within
+ * max_reuse_distance elements of the recorded order. A different order
+ * starts a new recording.
+ *
+ * At stages 0-2 the same calls work without communication: out describes
+ * the host's own registered tensor, and the counts are kept, so host code
+ * can be written once for every stage. */
+
+/* Makes parameters indices[0..n) available and, when `out` is not NULL,
+ * fills out[i] with a DLTensor of parameter indices[i]: at stage 3 its data
+ * is owned by dszero (host memory, compact, the model dtype) and its shape
+ * by the engine; strides are NULL. An index may repeat (it counts twice).
+ * Collective at stage 3 when world_size > 1: every rank gathers the same
+ * indices in the same order, else all of them get DSZ_ERR_COMM naming the
+ * difference. Fails with nothing gathered on an index out of range. */
+DSZ_API dsz_status dsz_gather(dsz_engine *engine, const size_t *indices,
+                              size_t n, DLTensor *out);
+
+/* Undoes one dsz_gather of each index. DSZ_ERR_STATE naming the parameter
+ * when it is not gathered (nothing is released then). Not collective. */
+DSZ_API dsz_status dsz_release(dsz_engine *engine, const size_t *indices,
+                               size_t n);
+
+/* Starts gathering indices[0..n) in the background; a later dsz_gather of
+ * them waits for it. Does not count as a gather: unless gathered before the
+ * next update, the fetched values are dropped. Collective like dsz_gather;
+ * no-op at stages 0-2. */
+DSZ_API dsz_status dsz_prefetch(dsz_engine *engine, const size_t *indices,
+                                size_t n);
+
+/* The tensor of parameter `index` as dsz_gather gave it. At stage 3
+ * DSZ_ERR_STATE naming the parameter when it is not gathered. */
+DSZ_API dsz_status dsz_param_tensor(dsz_engine *engine, size_t index,
+                                    DLTensor *out);
 
 /* ------------------------------------------------------------------------- */
 /* Checkpoints                                                                */
@@ -374,8 +436,8 @@ DSZ_API dsz_status dsz_save(dsz_engine *engine, const char *dir,
 
 /* Loads dir/<tag> (tag NULL: the tag named by dir/latest) into an engine
  * whose parameters are registered, writing the weights into the host's
- * tensors. `client_state_json` may be NULL; otherwise it receives the client
- * state saved with the checkpoint ("null" when none), which the caller
+ * tensors (at stage 3: refreshing the gathered buffers). `client_state_json`
+ * may be NULL; otherwise it receives the client state saved with the checkpoint ("null" when none), which the caller
  * releases with dsz_string_free. Every file is verified (checksums, layout,
  * names, shapes, dtypes) before anything is changed: on any error the
  * engine and the host tensors are unchanged. Collective when world_size > 1. */

@@ -97,7 +97,22 @@ static void tensor_make(tensor *t, const char *name, int ndim, int64_t d0, int64
     t->g = base; t->g.data = t->grad_out;
 }
 
-static void tensor_sync(tensor *t) { for (size_t i = 0; i < t->n; ++i) t->work[i] = to_f(t->data, i); }
+/* Refreshes the fp32 working copies from the current parameters. Through
+ * dsz_gather, which works at every ZeRO stage: at stage 3 dszero holds the
+ * values (the registered tensors are only read at registration), at stages
+ * 0-2 it hands back the host's own tensors. */
+static int sync_all(dsz_engine *eng, tensor **all, size_t n) {
+    size_t idx[8];
+    DLTensor cur[8];
+    for (size_t i = 0; i < n; ++i) idx[i] = i;
+    dsz_status s = dsz_gather(eng, idx, n, cur);
+    if (s != DSZ_OK) { fprintf(stderr, "dsz_gather failed: %s\n", dsz_last_error()); return 1; }
+    for (size_t i = 0; i < n; ++i)
+        for (size_t k = 0; k < all[i]->n; ++k) all[i]->work[k] = to_f(cur[i].data, k);
+    s = dsz_release(eng, idx, n);
+    if (s != DSZ_OK) { fprintf(stderr, "dsz_release failed: %s\n", dsz_last_error()); return 1; }
+    return 0;
+}
 
 static void tensor_free(tensor *t) { free(t->data); free(t->grad_out); free(t->work); free(t->grad); }
 
@@ -182,7 +197,7 @@ int main(int argc, char **argv) {
     dsz_param params[4];
     for (int i = 0; i < 4; ++i) { params[i].name = all[i]->name; params[i].tensor = &all[i]->t; params[i].group = 0; params[i].flags = 0; }
     if (check(dsz_register_params(eng, params, 4, NULL, 0), "dsz_register_params")) return 1;
-    for (int i = 0; i < 4; ++i) tensor_sync(all[i]);
+    if (sync_all(eng, all, 4)) return 1;
 
     rng ^= 0x51ed2701ull * (uint64_t)(st.rank + 1); /* each rank its own batches */
     const int rank0 = st.rank == 0;
@@ -209,7 +224,7 @@ int main(int argc, char **argv) {
             if (check(dsz_backward(eng), "dsz_backward")) return 1;
             if (check(dsz_step(eng, &info), "dsz_step")) return 1;
         }
-        for (int i = 0; i < 4; ++i) tensor_sync(all[i]);
+        if (sync_all(eng, all, 4)) return 1;
         if (step == 1) first = window_loss;
         recent = step == 1 ? window_loss : 0.9 * recent + 0.1 * window_loss;
         if (rank0 && (step == 1 || step % 25 == 0 || info.skipped))

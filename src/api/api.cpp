@@ -247,6 +247,32 @@ DSZ_API dsz_status dsz_param_index(dsz_engine *engine, const char *name, size_t 
     });
 }
 
+/* The index list of dsz_gather & co.: NULL only with n == 0. */
+static std::vector<size_t> index_list(const size_t *indices, size_t n) {
+    if (n && !indices) fail(DSZ_ERR_INVALID_ARGUMENT, "indices is NULL but n is %zu", n);
+    return std::vector<size_t>(indices, indices + n);
+}
+
+DSZ_API dsz_status dsz_gather(dsz_engine *engine, const size_t *indices, size_t n, DLTensor *out) {
+    return guarded("dsz_gather", [&] { live(engine).gather(index_list(indices, n), out); });
+}
+
+DSZ_API dsz_status dsz_release(dsz_engine *engine, const size_t *indices, size_t n) {
+    return guarded("dsz_release", [&] { live(engine).release(index_list(indices, n)); });
+}
+
+DSZ_API dsz_status dsz_prefetch(dsz_engine *engine, const size_t *indices, size_t n) {
+    return guarded("dsz_prefetch", [&] { live(engine).prefetch(index_list(indices, n)); });
+}
+
+DSZ_API dsz_status dsz_param_tensor(dsz_engine *engine, size_t index, DLTensor *out) {
+    return guarded("dsz_param_tensor", [&] {
+        Engine &e = live(engine);
+        need(out, "out");
+        e.param_tensor(index, out);
+    });
+}
+
 DSZ_API dsz_status dsz_loss_scale(dsz_engine *engine, double *multiplier) {
     return guarded("dsz_loss_scale", [&] {
         Engine &e = live(engine);
@@ -364,6 +390,7 @@ DSZ_API dsz_status dsz_memory_stats_get(dsz_engine *engine, dsz_memory_stats *st
         s.optimizer_bytes = static_cast<int64_t>(m.optimizer);
         s.grad_bytes = static_cast<int64_t>(m.grads);
         s.comm_buffer_bytes = static_cast<int64_t>(m.comm_buffers);
+        s.gathered_bytes = static_cast<int64_t>(m.gathered);
         s.total_bytes = static_cast<int64_t>(m.total());
         s.peak_total_bytes = static_cast<int64_t>(std::max(e.peak_memory(), m.total()));
         s.comm_elements = e.comm_elements();

@@ -213,8 +213,17 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
     write_back_all();
     if (!exact_master) {
         const DType dt = params_.empty() ? DType::f32 : params_[0].host.dtype;
+        std::vector<char> rounded;
         for (GroupState &G : groups_)
-            for (const Span &sp : G.spans) convert_to_f32(sp.out, dt, G.master.data() + sp.offset, sp.n);
+            for (const Span &sp : G.spans) {
+                const void *from = sp.out;
+                if (!from) { /* stage 3: round the masters through the model dtype */
+                    rounded.resize(sp.n * dtype_size(dt));
+                    convert_from_f32(G.master.data() + sp.offset, rounded.data(), dt, sp.n);
+                    from = rounded.data();
+                }
+                convert_to_f32(from, dt, G.master.data() + sp.offset, sp.n);
+            }
     }
     if (load_optim && cfg_.fp16.enabled) scaler_.restore(ls);
     if (!module_only) {
@@ -237,8 +246,10 @@ void Engine::write_back_all() {
     if (params_.empty()) return;
     const DType dt = params_[0].host.dtype;
     for (GroupState &G : groups_)
-        for (const Span &s : G.spans) convert_from_f32(G.master.data() + s.offset, s.out, dt, s.n);
+        for (const Span &s : G.spans)
+            if (s.out) convert_from_f32(G.master.data() + s.offset, s.out, dt, s.n);
     publish_params();
+    refresh_gathered();
 }
 
 }  // namespace dsz

@@ -68,10 +68,7 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
         (cfg_.optimizer.type == OptimizerType::sgd || cfg_.optimizer.type == OptimizerType::adagrad))
         log_.warn("scheduler.params.cycle_momentum: the optimizer has no betas, so momentum is not cycled");
     if (cfg_.fp16.enabled) scaler_ = LossScaler(cfg_.fp16, cfg_.zero.stage >= 1);
-    if (world_ > 1 && cfg_.zero.stage == 3)
-        fail(DSZ_ERR_UNSUPPORTED, "zero_optimization.stage: stage 3 across %d ranks (partitioned parameters with "
-                                  "dsz_gather/dsz_release) is not implemented yet; stages 0-2 are",
-             world_);
+    if (world_ > 1 && cfg_.zero.stage == 3) param_comm_ = comm_->split(0, rank_, "zero3-params");
     if (world_ > 1 && cfg_.zero.stage >= 1 && cfg_.optimizer.type == OptimizerType::lamb)
         fail(DSZ_ERR_UNSUPPORTED, "optimizer.type: LAMB's per-tensor trust ratio across ZeRO partitions is not "
                                   "implemented yet (use stage 0, or one rank)");
@@ -167,7 +164,7 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         const size_t local = partitioned ? L.partition : L.padded;
         G.master.assign(local, 0.0f);
         for (int s = 0; s < n_states; ++s) G.states.emplace_back(local, optimizer_->state_init(s));
-        G.grad.assign(cfg_.zero.stage == 2 ? local : L.padded, 0.0f);
+        G.grad.assign(cfg_.zero.stage >= 2 ? local : L.padded, 0.0f);
         if (cfg_.zero.stage == 1 && world_ > 1) G.part_grad.assign(local, 0.0f);
         for (size_t k = 0; k < L.params.size(); ++k) {
             ParamRecord &p = params[L.params[k]];
@@ -176,10 +173,13 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
                                           : Range{p.offset, p.offset + p.host.numel};
             if (own.size() == 0) continue;
             G.tensors.push_back(Segment{own.begin - G.base, own.size()});
+            /* Stage 3 writes no host tensor: gathers convert the masters. */
             for (size_t b = own.begin; b < own.end; b += kSpanElements) {
                 const size_t len = std::min(kSpanElements, own.end - b);
                 G.spans.push_back(Span{b - G.base, len,
-                                       static_cast<char *>(p.host.data) + (b - p.offset) * dtype_size(p.host.dtype)});
+                                       cfg_.zero.stage == 3 ? nullptr
+                                                            : static_cast<char *>(p.host.data) +
+                                                                  (b - p.offset) * dtype_size(p.host.dtype)});
             }
         }
     }
@@ -188,17 +188,35 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
     by_name_ = std::move(by_name);
     groups_ = std::move(gs);
     layout_ = std::move(layout);
-    broadcast_initial_params();
-    for (const ParamRecord &p : params_) {
+    /* Every rank starts from rank 0's values. Stage 3 must not write into
+     * the host's tensors, so it receives them in a scratch buffer. */
+    const bool scratch = cfg_.zero.stage == 3 && world_ > 1;
+    if (!scratch) broadcast_initial_params();
+    std::vector<char> initial;
+    int64_t persistent_total = 0;
+    for (ParamRecord &p : params_) {
         GroupState &G = groups_[static_cast<size_t>(p.group)];
+        const size_t es = dtype_size(p.host.dtype);
+        const char *src = static_cast<const char *>(p.host.data);
+        if (scratch && p.host.numel) {
+            initial.assign(src, src + p.host.numel * es);
+            comm_->broadcast(initial.data(), initial.size(), 0);
+            src = initial.data();
+        }
+        const int64_t numel = static_cast<int64_t>(p.host.numel);
+        if (cfg_.zero.stage == 3 && numel <= cfg_.zero.param_persistence_threshold &&
+            persistent_total + numel <= cfg_.zero.model_persistence_threshold) {
+            p.persistent = true;
+            persistent_total += numel;
+        }
         const Range own = partitioned ? partition_overlap(layout_.groups[static_cast<size_t>(p.group)], rank_,
                                                           p.offset, p.host.numel)
                                       : Range{p.offset, p.offset + p.host.numel};
         if (own.size() == 0) continue;
-        convert_to_f32(static_cast<const char *>(p.host.data) + (own.begin - p.offset) * dtype_size(p.host.dtype),
-                       p.host.dtype, G.master.data() + local_of(G, own.begin), own.size());
+        convert_to_f32(src + (own.begin - p.offset) * es, p.host.dtype, G.master.data() + local_of(G, own.begin),
+                       own.size());
     }
-    if (cfg_.zero.stage == 2) build_buckets();
+    if (cfg_.zero.stage >= 2) build_buckets();
     sched_t_ = cfg_.scheduler.last_batch_iteration;
     refresh_schedule();
     registered_ = true;

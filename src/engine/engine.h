@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -49,6 +50,23 @@ struct ParamRecord {
     size_t offset = 0;         /* inside the group's flat buffer */
     bool grad_in_window = false;   /* a gradient arrived in this accumulation window */
     bool grad_in_micro = false;    /* ... in this micro-batch */
+    int refs = 0;                  /* dsz_gather counts not yet released */
+    /* Stage 3 (src/engine/zero_gather.cpp): the gathered full values. */
+    std::unique_ptr<char[]> full;  /* nullptr: not available on this rank */
+    bool persistent = false;       /* param_persistence_threshold: kept once gathered */
+    int64_t fetch = -1;            /* id of the fetch filling `full`, -1: none */
+};
+
+/* Stage 3: one all-gather of several parameters' values. Each rank sends a
+ * header (its fetch's id and a hash of the parameter list, so ranks that
+ * fetch different lists are caught) and its pieces of the parameters, in
+ * list order, in the model dtype. */
+struct ParamFetch {
+    int64_t id = 0;
+    std::vector<size_t> params;
+    std::vector<size_t> bytes;     /* bytes from each rank, header included */
+    std::vector<char> send, recv;
+    comm::Request req;
 };
 
 struct GroupState {
@@ -131,6 +149,12 @@ public:
     void require_registered(const char *what) const;
     size_t param_index(const std::string &name) const;
 
+    /* dsz_gather & co. (zero_gather.cpp); `out` may be nullptr. */
+    void gather(const std::vector<size_t> &indices, DLTensor *out);
+    void release(const std::vector<size_t> &indices);
+    void prefetch(const std::vector<size_t> &indices);
+    void param_tensor(size_t index, DLTensor *out) const;
+
     double loss_multiplier() const;
     void grad_ready(size_t index, const DLTensor *grad);
     void backward();
@@ -145,8 +169,8 @@ public:
     double grad_norm() const { return grad_norm_; }
     double last_comm_wait_ms() const { return timers_.last_comm_wait; }
     struct MemoryFigures {
-        size_t host_params = 0, master = 0, optimizer = 0, grads = 0, comm_buffers = 0;
-        size_t total() const { return master + optimizer + grads + comm_buffers; }
+        size_t host_params = 0, master = 0, optimizer = 0, grads = 0, comm_buffers = 0, gathered = 0;
+        size_t total() const { return master + optimizer + grads + comm_buffers + gathered; }
     };
     MemoryFigures memory() const;
     size_t peak_memory() const { return peak_total_; }
@@ -179,7 +203,19 @@ private:
     void finish_buckets();
     void reduce_at_boundary();         /* stages 0/1 */
     const float *reduced_grad(const GroupState &G) const;
-    void publish_params();             /* stages >= 1: all-gather updated weights */
+    void publish_params();             /* stages 1-2: all-gather updated weights */
+    /* Stage 3 (zero_gather.cpp) */
+    bool stage3() const { return cfg_.zero.stage == 3; }
+    void check_indices(const char *what, const std::vector<size_t> &indices) const;
+    void describe(size_t index, DLTensor *out) const;
+    void start_fetch(const std::vector<size_t> &params);
+    void finish_fetch(int64_t id);     /* waits for it and unpacks */
+    void finish_all_fetches();
+    void drop_values(ParamRecord &p);
+    void refresh_gathered();           /* after an update or a load */
+    void prefetch_along_trace();
+    bool reused_soon(size_t index) const;
+    void trace_micro_batch_end();
     /* Runs a blocking communication step, adding its time to comm_wait. */
     template <class F> void waiting(F &&f) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -202,6 +238,17 @@ private:
     std::vector<BucketSlot> slots_;
     std::vector<char> publish_send_, publish_recv_;  /* all-gather staging, reused */
     std::vector<size_t> in_flight_;    /* launched, not yet completed, oldest first */
+    /* Stage 3: gathers run on their own communicator, so their order never
+     * interleaves with the gradient buckets' (which may launch at different
+     * moments on different ranks). */
+    std::unique_ptr<comm::Communicator> param_comm_;
+    std::deque<ParamFetch> fetches_;   /* in flight, oldest first */
+    int64_t next_fetch_ = 0;
+    /* The order of dsz_gather calls in one micro-batch, for prefetching. */
+    enum class Trace : uint8_t { recording, valid, restart };
+    Trace trace_state_ = Trace::recording;
+    std::vector<std::vector<size_t>> trace_;
+    size_t trace_pos_ = 0;             /* next call expected (valid) */
     long next_bucket_ = -1;            /* next to launch (descending order) */
     std::unique_ptr<ThreadPool> pool_;
     std::unique_ptr<Optimizer> optimizer_;

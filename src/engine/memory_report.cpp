@@ -17,7 +17,12 @@ namespace dsz {
 
 Engine::MemoryFigures Engine::memory() const {
     MemoryFigures m;
-    for (const ParamRecord &p : params_) m.host_params += p.host.numel * dtype_size(p.host.dtype);
+    for (const ParamRecord &p : params_) {
+        const size_t bytes = p.host.numel * dtype_size(p.host.dtype);
+        if (cfg_.zero.stage != 3) m.host_params += bytes;
+        if (p.full) m.gathered += bytes;
+    }
+    for (const ParamFetch &f : fetches_) m.comm_buffers += f.send.capacity() + f.recv.capacity();
     for (const GroupState &G : groups_) {
         m.master += G.master.capacity() * sizeof(float);
         m.grads += G.grad.capacity() * sizeof(float);

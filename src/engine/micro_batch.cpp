@@ -47,7 +47,7 @@ void Engine::grad_ready(size_t index, const DLTensor *grad) {
     const bool first = !p.grad_in_window;
     p.grad_in_micro = p.grad_in_window = true;
     in_micro_ = true;
-    if (cfg_.zero.stage == 2) {
+    if (cfg_.zero.stage >= 2) {
         bucket_grad(p, src, g.dtype);
         timers_.grad_ready += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         return;
@@ -68,7 +68,7 @@ void Engine::backward() {
     if (backward_done_)
         fail(DSZ_ERR_STATE, "dsz_backward called twice for one micro-batch: call dsz_step after each dsz_backward");
     const auto t0 = std::chrono::steady_clock::now();
-    if (cfg_.zero.stage == 2) finish_buckets();
+    if (cfg_.zero.stage >= 2) finish_buckets();
     for (ParamRecord &p : params_) p.grad_in_micro = false;
     backward_done_ = true;
     in_micro_ = false;
@@ -76,7 +76,7 @@ void Engine::backward() {
 }
 
 void Engine::zero_untouched_grads() {
-    if (cfg_.zero.stage == 2) return; /* buckets carry zeros for missing gradients */
+    if (cfg_.zero.stage >= 2) return; /* buckets carry zeros for missing gradients */
     for (ParamRecord &p : params_) {
         if (p.grad_in_window) continue;
         float *g = groups_[static_cast<size_t>(p.group)].grad.data() + p.offset;

@@ -87,6 +87,7 @@ StepResult Engine::step() {
     const auto t0 = std::chrono::steady_clock::now();
     backward_done_ = false;
     ++micro_steps_;
+    trace_micro_batch_end();
     struct CommWaitReport { /* whatever way step() ends, report and restart the count */
         StepTimers &t;
         ~CommWaitReport() { t.last_comm_wait = t.comm_wait; t.comm_wait = 0; }
@@ -136,6 +137,7 @@ StepResult Engine::step() {
     const auto t1 = std::chrono::steady_clock::now();
     apply_update(inv_world / combined);
     publish_params();
+    refresh_gathered();
     timers_.update = ms_since(t1);
     clear_grads();
     ++sched_t_;

@@ -1,10 +1,10 @@
 /*
- * zero_grads.cpp -- gradients across ranks (ZeRO stages 0-2).
+ * zero_grads.cpp -- gradients across ranks (ZeRO stages 0-3).
  *
  * Stages 0 and 1 accumulate full gradients locally and reduce once per
  * accumulation window, at the boundary: stage 0 all-reduces (every rank
  * updates everything), stage 1 reduce-scatters into this rank's partition.
- * Stage 2 reduce-scatters during backward, bucket by bucket: a bucket is a
+ * Stages 2 and 3 reduce-scatter during backward, bucket by bucket: a bucket is a
  * fixed flat range of reduce_bucket_size elements, launched once every
  * parameter overlapping it has handed over its gradient. Buckets launch in
  * descending flat order (backward usually produces the last layers first)
@@ -146,7 +146,7 @@ void Engine::finish_buckets() {
 }
 
 void Engine::reduce_at_boundary() {
-    if (world_ == 1 || cfg_.zero.stage == 2) return;
+    if (world_ == 1 || cfg_.zero.stage >= 2) return;
     for (size_t g = 0; g < groups_.size(); ++g) {
         GroupState &G = groups_[g];
         if (G.grad.empty()) continue;

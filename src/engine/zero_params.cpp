@@ -24,7 +24,7 @@ void Engine::broadcast_initial_params() {
 }
 
 void Engine::publish_params() {
-    if (world_ == 1 || cfg_.zero.stage == 0 || params_.empty()) return;
+    if (world_ == 1 || cfg_.zero.stage == 0 || stage3() || params_.empty()) return;
     const DType dt = params_[0].host.dtype;
     const size_t es = dtype_size(dt);
     const size_t window = static_cast<size_t>(std::max<int64_t>(2 * world_, cfg_.zero.allgather_bucket_size));

@@ -47,7 +47,7 @@ foreach(case ${DSZ_FAULT_CASES})
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "unit;mpi;fault" TIMEOUT 90 PROCESSORS ${np})
 endforeach()
 
-# ZeRO stages 0-2 across ranks (tests/mpi/zero_parity.c): parity, one-rank
+# ZeRO stages 0-3 across ranks (tests/mpi/zero_parity.c): parity, one-rank
 # agreement, global overflow skip, checkpoint resume.
 add_executable(zero_parity ${CMAKE_CURRENT_SOURCE_DIR}/mpi/zero_parity.c)
 target_link_libraries(zero_parity PRIVATE dszero MPI::MPI_C m)
@@ -58,14 +58,28 @@ foreach(np 1 2 4)
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;zero" TIMEOUT 300 PROCESSORS ${np})
 endforeach()
 
-# The C example trains under mpirun too (fp16 stage 2 with small buckets, bf16 stage 1).
+# ZeRO stage 3's gather/release lifetimes, prefetch and divergence (tests/mpi/zero_stage3.c);
+# 3 ranks give partitions that split parameters unevenly.
+add_executable(zero_stage3 ${CMAKE_CURRENT_SOURCE_DIR}/mpi/zero_stage3.c)
+target_link_libraries(zero_stage3 PRIVATE dszero MPI::MPI_C)
+foreach(np 1 2 3)
+  add_test(NAME zero_stage3_np${np}
+    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:zero_stage3>)
+  set_tests_properties(zero_stage3_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV};DSZ_COMM_TIMEOUT=30" LABELS "mpi;zero" TIMEOUT 120 PROCESSORS ${np})
+endforeach()
+
+# The C example trains under mpirun too (fp16 stage 2 with small buckets, bf16 stages 1 and 3).
 add_test(NAME example_train_mlp_zero2_np2
   COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none $<TARGET_FILE:train_mlp>
           ${PROJECT_SOURCE_DIR}/examples/configs/mlp_fp16_zero2.json 200)
 add_test(NAME example_train_mlp_bf16_zero1_np2
   COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none $<TARGET_FILE:train_mlp>
           ${PROJECT_SOURCE_DIR}/examples/configs/mlp_bf16.json 200)
-set_tests_properties(example_train_mlp_zero2_np2 example_train_mlp_bf16_zero1_np2 PROPERTIES
+add_test(NAME example_train_mlp_bf16_zero3_np2
+  COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none $<TARGET_FILE:train_mlp>
+          ${PROJECT_SOURCE_DIR}/examples/configs/mlp_bf16_zero3.json 200)
+set_tests_properties(example_train_mlp_zero2_np2 example_train_mlp_bf16_zero1_np2 example_train_mlp_bf16_zero3_np2 PROPERTIES
   ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;example" TIMEOUT 300 PROCESSORS 2)
 
 # A rank that stalls or dies in the middle of a training step: the others'

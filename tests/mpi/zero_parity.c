@@ -3,11 +3,12 @@
  *
  * Run under mpirun -np W. A model of odd-sized tensors (so partitions
  * straddle parameters) trains 20 steps with deterministic per-rank
- * gradients, for stages 0, 1, 2 x fp32 / fp16 / bf16, and checks:
+ * gradients, for stages 0-3 x fp32 / fp16 / bf16, and checks:
  *   - every rank ends with the same parameters (bit for bit);
  *   - at a fixed world size the stages agree bit for bit (GAS 1), and with
- *     gradient accumulation stages 0 and 1 agree bit for bit, stage 2 within
- *     1e-6 relative (it reduces every micro-batch, the others once a window);
+ *     gradient accumulation stages 0 and 1 agree bit for bit, stages 2 and 3
+ *     (bit for bit with each other) within 1e-6 relative (they reduce every
+ *     micro-batch, the others once a window);
  *   - in fp32 the result is within 1e-6 relative of a one-rank engine (built
  *     on MPI_COMM_SELF through dsz_init_options.mpi_comm) fed the average of
  *     all ranks' gradients;
@@ -173,6 +174,23 @@ static void config(char *buf, size_t n, int stage, int bits, int bf, int gas) {
              bits == 32 ? "" : bf ? "\"bf16\": {\"enabled\": true}, " : "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 8}, ");
 }
 
+/* The current values of every parameter, concatenated, read through
+ * dsz_gather (the host's tensors at stages 0-2, dszero's at stage 3). */
+static unsigned char *read_params(dsz_engine *e, int bits, size_t *bytes) {
+    size_t total = 0;
+    for (int i = 0; i < NP; ++i) total += numel(i) * (size_t)bits / 8;
+    unsigned char *out = malloc(total), *p = out;
+    for (size_t i = 0; i < NP; ++i) {
+        DLTensor t;
+        OK(dsz_gather(e, &i, 1, &t));
+        memcpy(p, t.data, numel((int)i) * (size_t)bits / 8);
+        OK(dsz_release(e, &i, 1));
+        p += numel((int)i) * (size_t)bits / 8;
+    }
+    *bytes = total;
+    return out;
+}
+
 /* Trains and returns the parameter bytes (concatenated). */
 static unsigned char *train(int stage, int bits, int bf, int gas, int inf_at, size_t *bytes) {
     char json[1024];
@@ -182,14 +200,7 @@ static unsigned char *train(int stage, int bits, int bf, int gas, int inf_at, si
     model_make(&m, bits, bf);
     reg(e, &m);
     for (int s = 0; s < STEPS * gas; ++s) feed(e, &m, s, 0, inf_at);
-    size_t total = 0;
-    for (int i = 0; i < NP; ++i) total += numel(i) * (size_t)bits / 8;
-    unsigned char *out = malloc(total), *p = out;
-    for (int i = 0; i < NP; ++i) {
-        memcpy(p, m.data[i], numel(i) * (size_t)bits / 8);
-        p += numel(i) * (size_t)bits / 8;
-    }
-    *bytes = total;
+    unsigned char *out = read_params(e, bits, bytes);
     model_free(&m);
     OK(dsz_engine_free(e));
     return out;
@@ -217,27 +228,31 @@ static void test_stage_parity(void) {
     for (int k = 0; k < 3; ++k) {
         const int bits = kinds[k][0], bf = kinds[k][1];
         for (int gas = 1; gas <= 2; ++gas) {
-            size_t n0, n1, n2;
+            size_t n0, n1, n2, n3;
             unsigned char *s0 = train(0, bits, bf, gas, -1, &n0);
             unsigned char *s1 = train(1, bits, bf, gas, -1, &n1);
             unsigned char *s2 = train(2, bits, bf, gas, -1, &n2);
+            unsigned char *s3 = train(3, bits, bf, gas, -1, &n3);
             char what[64];
             snprintf(what, sizeof what, "%s gas %d", bits == 32 ? "fp32" : bf ? "bf16" : "fp16", gas);
             same_on_all_ranks(s0, n0, what);
             same_on_all_ranks(s1, n1, what);
             same_on_all_ranks(s2, n2, what);
+            same_on_all_ranks(s3, n3, what);
+            CHECK(memcmp(s2, s3, n0) == 0, "%s: stage 3 differs from stage 2", what);
             CHECK(memcmp(s0, s1, n0) == 0, "%s: stage 1 differs from stage 0", what);
             if (gas == 1 || world == 1) CHECK(memcmp(s0, s2, n0) == 0, "%s: stage 2 differs from stage 0", what);
             else if (bits == 32) CHECK(max_rel((float *)s0, (float *)s2, n0 / 4) <= 1e-6, "%s: stage 2 vs 0", what);
             free(s0);
             free(s1);
             free(s2);
+            free(s3);
         }
     }
 }
 
 static void test_against_one_rank(void) {
-    for (int stage = 0; stage <= 2; ++stage) {
+    for (int stage = 0; stage <= 3; ++stage) {
         size_t n;
         unsigned char *multi = train(stage, 32, 0, 1, -1, &n);
         char json[1024];
@@ -261,7 +276,7 @@ static void test_against_one_rank(void) {
 }
 
 static void test_overflow_on_one_rank(void) {
-    for (int stage = 0; stage <= 2; ++stage) {
+    for (int stage = 0; stage <= 3; ++stage) {
         size_t n;
         unsigned char *p = train(stage, 16, 0, 1, 4, &n);
         same_on_all_ranks(p, n, "fp16 with an overflow on rank 1");
@@ -272,7 +287,7 @@ static void test_overflow_on_one_rank(void) {
 static void test_checkpoint_resume(void) {
     char dir[128];
     snprintf(dir, sizeof dir, "/tmp/dsz_zero_parity_%d", world);
-    for (int stage = 0; stage <= 2; ++stage) {
+    for (int stage = 0; stage <= 3; ++stage) {
         char json[1024];
         config(json, sizeof json, stage, 16, 1, 1);
         size_t n;
@@ -291,11 +306,15 @@ static void test_checkpoint_resume(void) {
         reg(b, &mb);
         OK(dsz_load(b, dir, NULL, 0, NULL));
         for (int s = 8; s < STEPS; ++s) feed(b, &mb, s, 0, -1);
-        const unsigned char *p = want;
+        size_t got_n;
+        unsigned char *got = read_params(b, 16, &got_n);
+        const unsigned char *p = want, *q = got;
         for (int i = 0; i < NP; ++i) {
-            CHECK(memcmp(p, mb.data[i], numel(i) * 2) == 0, "stage %d: resumed tensor %d differs", stage, i);
+            CHECK(memcmp(p, q, numel(i) * 2) == 0, "stage %d: resumed tensor %d differs", stage, i);
             p += numel(i) * 2;
+            q += numel(i) * 2;
         }
+        free(got);
         OK(dsz_engine_free(b));
         model_free(&mb);
         free(want);
@@ -314,7 +333,7 @@ static void test_memory_and_volume(void) {
     for (int i = 0; i < NP; ++i) numel_total += numel(i);
     const size_t padded = (numel_total + 2 * (size_t)world - 1) / (2 * (size_t)world) * 2 * (size_t)world;
     const size_t P = padded / (size_t)world;
-    for (int stage = 0; stage <= 2; ++stage) {
+    for (int stage = 0; stage <= 3; ++stage) {
         char json[1024];
         config(json, sizeof json, stage, 32, 0, 1);
         dsz_engine *e = engine(json, NULL);
@@ -328,10 +347,11 @@ static void test_memory_and_volume(void) {
         feed(e, &m, 0, 0, -1);
         OK(dsz_memory_stats_get(e, &b));
         const size_t local = stage == 0 ? padded : P;
-        CHECK(b.host_param_bytes == (int64_t)(4 * numel_total), "stage %d host params", stage);
+        CHECK(b.host_param_bytes == (stage == 3 ? 0 : (int64_t)(4 * numel_total)), "stage %d host params", stage);
+        CHECK(b.gathered_bytes == 0, "stage %d: nothing gathered: %lld", stage, (long long)b.gathered_bytes);
         CHECK(b.master_bytes == (int64_t)(4 * local), "stage %d: master %lld, want %zu", stage, (long long)b.master_bytes, 4 * local);
         CHECK(b.optimizer_bytes == (int64_t)(8 * local), "stage %d: Adam states %lld", stage, (long long)b.optimizer_bytes);
-        CHECK(b.grad_bytes == (int64_t)(4 * (stage == 2 ? P : padded)), "stage %d: grads %lld", stage, (long long)b.grad_bytes);
+        CHECK(b.grad_bytes == (int64_t)(4 * (stage >= 2 ? P : padded)), "stage %d: grads %lld", stage, (long long)b.grad_bytes);
         if (stage == 0 || (stage == 1 && world == 1))
             CHECK(b.comm_buffer_bytes == 0, "stage %d: no communication buffers on %d rank(s)", stage, world);
         /* all-gather staging: at most two windows of allgather_bucket_size (30) elements */
@@ -339,15 +359,17 @@ static void test_memory_and_volume(void) {
         if (stage == 1 && world > 1)
             CHECK(b.comm_buffer_bytes >= (int64_t)(4 * P) && b.comm_buffer_bytes <= (int64_t)(4 * P) + staging,
                   "stage 1: reduced partition + staging, %lld bytes", (long long)b.comm_buffer_bytes);
-        if (stage == 2)
+        if (stage >= 2)
             CHECK(b.comm_buffer_bytes > 0 && b.comm_buffer_bytes <= 4 * 2 * 2 * 40 * 2 + staging,
                   "stage 2: bucket pool + staging, %lld bytes", (long long)b.comm_buffer_bytes);
         CHECK(b.total_bytes == b.master_bytes + b.optimizer_bytes + b.grad_bytes + b.comm_buffer_bytes, "total");
         CHECK(b.peak_total_bytes >= b.total_bytes, "peak");
         if (world > 1) {
+            /* Stage 3 publishes nothing after the update: the host gathers. */
             const int64_t moved = b.comm_elements - a.comm_elements;
-            CHECK(moved == (int64_t)(2 * padded + 2), "stage %d: %lld elements through collectives, want 2 x %zu + 2", stage,
-                  (long long)moved, padded);
+            const int64_t want = (int64_t)((stage == 3 ? 1 : 2) * padded + 2);
+            CHECK(moved == want, "stage %d: %lld elements through collectives, want %lld", stage, (long long)moved,
+                  (long long)want);
         }
         model_free(&m);
         OK(dsz_engine_free(e));
@@ -390,7 +412,7 @@ int main(int argc, char **argv) {
     test_mismatched_registration();
     test_memory_and_volume();
     MPI_Barrier(MPI_COMM_WORLD);
-    if (rank == 0) printf("zero_parity: %d ranks: stages 0-2 agree, match one rank, skip overflows together, resume exactly\n", world);
+    if (rank == 0) printf("zero_parity: %d ranks: stages 0-3 agree, match one rank, skip overflows together, resume exactly\n", world);
     MPI_Finalize();
     return 0;
 }

@@ -277,6 +277,16 @@ dsz_register_params(engine, params, n_params, groups, n_groups) =
 dsz_param_index(engine, name, index) =
     ccall(sym(:dsz_param_index), dsz_status, (Ptr{dsz_engine}, Cstring, Ptr{Csize_t}), engine, name, index)
 
+dsz_gather(engine, indices, n, out) =
+    ccall(sym(:dsz_gather), dsz_status, (Ptr{dsz_engine}, Ptr{Csize_t}, Csize_t, Ptr{DLTensor}),
+          engine, indices, n, out)
+dsz_release(engine, indices, n) =
+    ccall(sym(:dsz_release), dsz_status, (Ptr{dsz_engine}, Ptr{Csize_t}, Csize_t), engine, indices, n)
+dsz_prefetch(engine, indices, n) =
+    ccall(sym(:dsz_prefetch), dsz_status, (Ptr{dsz_engine}, Ptr{Csize_t}, Csize_t), engine, indices, n)
+dsz_param_tensor(engine, index, out) =
+    ccall(sym(:dsz_param_tensor), dsz_status, (Ptr{dsz_engine}, Csize_t, Ptr{DLTensor}), engine, index, out)
+
 dsz_loss_scale(engine, multiplier) =
     ccall(sym(:dsz_loss_scale), dsz_status, (Ptr{dsz_engine}, Ptr{Cdouble}), engine, multiplier)
 dsz_grad_ready(engine, index, grad) =

@@ -209,6 +209,16 @@ unsafe extern "C" {
         index: *mut usize,
     ) -> dsz_status;
 
+    pub fn dsz_gather(
+        engine: *mut dsz_engine,
+        indices: *const usize,
+        n: usize,
+        out: *mut DLTensor,
+    ) -> dsz_status;
+    pub fn dsz_release(engine: *mut dsz_engine, indices: *const usize, n: usize) -> dsz_status;
+    pub fn dsz_prefetch(engine: *mut dsz_engine, indices: *const usize, n: usize) -> dsz_status;
+    pub fn dsz_param_tensor(engine: *mut dsz_engine, index: usize, out: *mut DLTensor) -> dsz_status;
+
     pub fn dsz_loss_scale(engine: *mut dsz_engine, multiplier: *mut f64) -> dsz_status;
     pub fn dsz_grad_ready(
         engine: *mut dsz_engine,

@@ -9,7 +9,7 @@
 use crate::error::{Error, Result, Status, check};
 use crate::info::{EngineState, LoadFlags, StepInfo};
 use crate::options::{InitOptions, LogHandler, cstring};
-use crate::param::{Element, Param, ParamGroup, ParamView};
+use crate::param::{Dtype, Element, Param, ParamGroup, ParamView};
 use dszero_sys as sys;
 use std::ffi::{CStr, CString, c_char};
 use std::marker::PhantomData;
@@ -176,19 +176,39 @@ impl<'a> Engine<'a> {
         self.registered(index)?.view()
     }
 
-    /// Copies parameter `index` into `out` as `f32` (any model dtype).
+    /// Copies parameter `index` into `out` as `f32` (any model dtype), at any
+    /// ZeRO stage: it gathers the parameter for the copy and releases it, so
+    /// at stage 3 across ranks it is collective (every rank reads the same
+    /// parameters in the same order).
     pub fn read_param_f32(&self, index: usize, out: &mut [f32]) -> Result<()> {
-        let view = self.param(index)?;
-        if out.len() != view.len() {
+        // SAFETY: DLTensor is plain data; all-zero is a valid value.
+        let mut t: sys::DLTensor = unsafe { std::mem::zeroed() };
+        check(unsafe { sys::dsz_gather(self.raw.as_ptr(), &index, 1, &mut t) })?;
+        let copied = self.copy_gathered(index, &t, out);
+        let released = check(unsafe { sys::dsz_release(self.raw.as_ptr(), &index, 1) });
+        copied.and(released)
+    }
+
+    fn copy_gathered(&self, index: usize, t: &sys::DLTensor, out: &mut [f32]) -> Result<()> {
+        let numel = (0..t.ndim as usize)
+            .map(|d| unsafe { *t.shape.add(d) } as usize)
+            .product::<usize>();
+        if out.len() != numel {
             return Err(Error::new(
                 Status::Shape,
-                format!(
-                    "read_param_f32: parameter {index} has {} elements, the buffer {}",
-                    view.len(),
-                    out.len()
-                ),
+                format!("read_param_f32: parameter {index} has {numel} elements, the buffer {}", out.len()),
             ));
         }
+        // SAFETY: dsz_gather handed out `numel` compact elements of the
+        // model dtype, valid until the release that follows this copy.
+        let view = unsafe {
+            match Dtype::from_dlpack(t.dtype) {
+                Some(Dtype::F32) => ParamView::F32(std::slice::from_raw_parts(t.data as *const f32, numel)),
+                Some(Dtype::F16) => ParamView::F16(std::slice::from_raw_parts(t.data as *const u16, numel)),
+                Some(Dtype::Bf16) => ParamView::Bf16(std::slice::from_raw_parts(t.data as *const u16, numel)),
+                None => return Err(Error::invalid("read_param_f32: unknown dtype".to_string())),
+            }
+        };
         view.copy_to_f32(out);
         Ok(())
     }
