@@ -45,6 +45,13 @@ LR, WD, BETAS, EPS = 3e-3, 0.1, (0.9, 0.95), 1e-8
 WARMUP, TOTAL = 10, 50
 
 
+# Stage 3 with nothing kept gathered between uses: every parameter is fetched
+# and freed around each forward and backward (the defaults would keep this
+# small model's parameters persistent).
+STAGE3 = {"stage": 3, "stage3_param_persistence_threshold": 0, "stage3_max_reuse_distance": 0,
+          "stage3_prefetch_bucket_size": 5000}
+
+
 def ds_config(micro=4, gas=2, world=1, clip=1.0, stage=0, precision=None, optimizer=None, extra=None):
     cfg = {
         "train_micro_batch_size_per_gpu": micro,
@@ -56,7 +63,7 @@ def ds_config(micro=4, gas=2, world=1, clip=1.0, stage=0, precision=None, optimi
         "scheduler": {"type": "WarmupDecayLR",
                       "params": {"warmup_min_lr": 0.0, "warmup_max_lr": LR, "warmup_num_steps": WARMUP,
                                  "total_num_steps": TOTAL, "warmup_type": "linear"}},
-        "zero_optimization": {"stage": stage},
+        "zero_optimization": dict(STAGE3) if stage == 3 else {"stage": stage},
     }
     if precision == "fp16":
         cfg["fp16"] = {"enabled": True, "initial_scale_power": 16, "hysteresis": 1, "loss_scale_window": 1000}
@@ -123,6 +130,8 @@ def max_rel_diff(a, b):
     for name, p in a.named_parameters():
         x, y = p.detach().double(), pb[name].detach().double()
         d = (x - y).abs().max().item() / max(y.abs().max().item(), 1e-30)
+        if not math.isfinite(d) or x.shape != y.shape:
+            return math.inf, name
         if d > worst:
             worst, where = d, name
     return worst, where

@@ -174,6 +174,10 @@ FUNCTIONS = {
     "dsz_memory_stats_init": (dsz_status, [POINTER(dsz_memory_stats), c_size_t]),
     "dsz_memory_stats_get": (dsz_status, [_engine_p, POINTER(dsz_memory_stats)]),
     "dsz_get_lr": (dsz_status, [_engine_p, c_size_t, POINTER(c_double)]),
+    "dsz_gather": (dsz_status, [_engine_p, _size_p, c_size_t, POINTER(DLTensor)]),
+    "dsz_release": (dsz_status, [_engine_p, _size_p, c_size_t]),
+    "dsz_prefetch": (dsz_status, [_engine_p, _size_p, c_size_t]),
+    "dsz_param_tensor": (dsz_status, [_engine_p, c_size_t, POINTER(DLTensor)]),
     "dsz_save": (dsz_status, [_engine_p, c_char_p, c_char_p, c_char_p]),
     "dsz_load": (dsz_status, [_engine_p, c_char_p, c_char_p, c_uint32, POINTER(owned_char_p)]),
 }

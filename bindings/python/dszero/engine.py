@@ -220,6 +220,45 @@ class Engine:
         check(self._lib.dsz_get_lr(self.raw, group, ctypes.byref(out)))
         return out.value
 
+    # ---- parameters on demand (ZeRO stage 3; counted no-ops at stages 0-2) ----
+    _VIEWS = {"numpy": _dlpack.to_numpy, "torch": _dlpack.to_torch, "dltensor": lambda t: t}
+
+    @staticmethod
+    def index_array(indices):
+        """A C size_t array of `indices`, reusable across gather/release calls."""
+        indices = list(indices)
+        return (ctypes.c_size_t * max(len(indices), 1))(*indices), len(indices)
+
+    def gather(self, indices, view="numpy"):
+        """Makes parameters `indices` available and returns views of them
+        (view: "numpy", "torch" or "dltensor"), without copies. At stage 3
+        the memory is dszero's: valid until as many release() calls as
+        gathers of that index; step() and load() refresh it in place. At
+        stages 0-2 the views are of the registered tensors. Collective at
+        stage 3: every rank gathers the same indices in the same order."""
+        arr, n = indices if isinstance(indices, tuple) else self.index_array(indices)
+        out = (_capi.DLTensor * max(n, 1))()
+        check(self._lib.dsz_gather(self.raw, arr, n, out))
+        convert = self._VIEWS[view]
+        return [convert(out[i]) for i in range(n)]
+
+    def release(self, indices):
+        """Undoes one gather() of each index. Not collective."""
+        arr, n = indices if isinstance(indices, tuple) else self.index_array(indices)
+        check(self._lib.dsz_release(self.raw, arr, n))
+
+    def prefetch(self, indices):
+        """Starts gathering in the background (stage 3). Collective like gather()."""
+        arr, n = indices if isinstance(indices, tuple) else self.index_array(indices)
+        check(self._lib.dsz_prefetch(self.raw, arr, n))
+
+    def param_tensor(self, index, view="numpy"):
+        """The current tensor of a parameter, as gather() gave it (stage 3:
+        DSZeroError DSZ_ERR_STATE when it is not gathered)."""
+        out = _capi.DLTensor()
+        check(self._lib.dsz_param_tensor(self.raw, index, ctypes.byref(out)))
+        return self._VIEWS[view](out)
+
     # ---- checkpoints ----
     def save(self, directory, tag=None, client_state=None):
         """Writes directory/<tag>/ (tag None: global_step<N>) and moves

@@ -165,19 +165,23 @@ class DSZeroEngine(torch.nn.Module):
         self._install_grad_hooks()
 
     def _install_grad_hooks(self):
-        for index, p in enumerate(self._params):
-            if not p.requires_grad:
-                continue
-            with self._full_param(index):
+        with self.gathered_parameters():  # AccumulateGrad nodes take the full shape
+            for index, p in enumerate(self._params):
+                if not p.requires_grad:
+                    continue
                 acc = p.expand_as(p).grad_fn.next_functions[0][0]
-            acc.register_hook(self._make_grad_hook(index, p))
-            self._grad_accs.append(acc)
+                acc.register_hook(self._make_grad_hook(index, p))
+                self._grad_accs.append(acc)
 
-    def _full_param(self, index):
-        """A context in which param `index` has its full shape (stage 3 gathers it)."""
-        if self._zero3 is not None:
-            return self._zero3.gathered([index])
-        return _NullContext()
+    def gathered_parameters(self, params=None):
+        """A context in which `params` (default: all registered) hold their
+        full values: at stage 3 they are gathered (collectively: every rank
+        must enter it), elsewhere they always do."""
+        if self._zero3 is None:
+            return _NullContext()
+        index = {id(p): i for i, p in enumerate(self._params)}
+        params = self._params if params is None else list(params)
+        return self._zero3.gathered([index[id(p)] for p in params])
 
     def _make_grad_hook(self, index, param):
         core = self._core
@@ -210,8 +214,6 @@ class DSZeroEngine(torch.nn.Module):
         micro-batch's backward. Collective when world_size > 1."""
         mult = self._core.loss_scale()
         scaled = loss.float() * mult
-        if self._zero3 is not None:
-            self._zero3.before_backward()
         scaled.backward(retain_graph=retain_graph)
         if self._zero3 is not None:
             self._zero3.after_backward()
@@ -223,8 +225,6 @@ class DSZeroEngine(torch.nn.Module):
         updates the parameters (in place), the LR schedule and the loss scale.
         Collective when world_size > 1."""
         self.last_step_info = self._core.step()
-        if self._zero3 is not None:
-            self._zero3.after_step()
 
     def zero_grad(self):
         """Nothing to do: gradients are dropped as they are handed over."""
@@ -329,8 +329,6 @@ class DSZeroEngine(torch.nn.Module):
         client = self._core.load(load_dir, tag, load_optimizer_states=load_optimizer_states,
                                  load_lr_scheduler_states=load_lr_scheduler_states,
                                  load_module_only=load_module_only)
-        if self._zero3 is not None:
-            self._zero3.after_step()
         return os.path.join(load_dir, str(tag)), client
 
     def close(self):
