@@ -9,8 +9,8 @@ tests/python/test_header_parity.py compares it, and every Structure below,
 with the header.
 """
 import ctypes
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_int32, c_int64,
-                    c_size_t, c_uint8, c_uint16, c_uint32, c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float, c_int, c_int32,
+                    c_int64, c_size_t, c_uint8, c_uint16, c_uint32, c_uint64, c_void_p)
 
 from . import _loader
 
@@ -43,6 +43,7 @@ DSZ_ERR_TIMEOUT = 12
 DSZ_ERR_LOSS_SCALE = 13
 DSZ_ERR_INTERNAL = 14
 DSZ_ERR_CUDA = 15
+DSZ_ERR_CALLBACK = 16
 
 DSZ_LOG_DEBUG = 0
 DSZ_LOG_INFO = 1
@@ -55,6 +56,27 @@ DSZ_GROUP_WEIGHT_DECAY = 1 << 1
 DSZ_LOAD_SKIP_OPTIMIZER_STATES = 1 << 0
 DSZ_LOAD_SKIP_LR_SCHEDULER = 1 << 1
 DSZ_LOAD_MODULE_ONLY = 1 << 2
+
+DSZ_MOE_NOISE_NONE = 0
+DSZ_MOE_NOISE_JITTER = 1
+DSZ_MOE_NOISE_RSAMPLE = 2
+
+DSZ_MOE_DROP_PROBS = 0
+DSZ_MOE_DROP_POSITION = 1
+
+DSZ_PIPE_LOAD_MICRO_BATCH = 0
+DSZ_PIPE_FORWARD_PASS = 1
+DSZ_PIPE_BACKWARD_PASS = 2
+DSZ_PIPE_SEND_ACTIVATION = 3
+DSZ_PIPE_RECV_ACTIVATION = 4
+DSZ_PIPE_SEND_GRAD = 5
+DSZ_PIPE_RECV_GRAD = 6
+DSZ_PIPE_REDUCE_TIED_GRADS = 7
+DSZ_PIPE_REDUCE_GRADS = 8
+DSZ_PIPE_OPTIMIZER_STEP = 9
+
+DSZ_PIPE_SCHEDULE_TRAIN = 0
+DSZ_PIPE_SCHEDULE_INFERENCE = 1
 
 # ---- DLPack 0.6 (dlpack/dlpack.h) ----
 DLPACK_VERSION = 60
@@ -144,8 +166,71 @@ class dsz_memory_stats(Structure):
                 ("peak_total_bytes", c_int64), ("comm_elements", c_int64), ("collectives", c_int64)]
 
 
+# ---- mixture of experts ----
+class dsz_moe_group(Structure):
+    """Opaque."""
+
+
+class dsz_moe_routing(Structure):
+    """Opaque."""
+
+
+class dsz_moe_gate_config(Structure):
+    _fields_ = [("size", c_uint32), ("k", c_int32), ("capacity_factor", c_double),
+                ("eval_capacity_factor", c_double), ("min_capacity", c_int64), ("training", c_int32),
+                ("drop_tokens", c_int32), ("use_rts", c_int32), ("noisy_gate_policy", c_int32),
+                ("top2_2nd_expert_sampling", c_int32), ("drop_policy", c_int32),
+                ("tensor_parallel_size", c_int64), ("seed", c_uint64)]
+
+
+class dsz_moe_routing_info(Structure):
+    _fields_ = [("size", c_uint32), ("k", c_int32), ("tokens", c_int64), ("experts", c_int64),
+                ("capacity", c_int64), ("dropped", c_int64), ("l_aux", c_double)]
+
+
+# ---- pipeline parallelism ----
+class dsz_pipe_instr(Structure):
+    _fields_ = [("kind", c_int32), ("step", c_int32), ("buffer_id", c_int32), ("micro_batch", c_int32)]
+
+
+class dsz_pipe_engine(Structure):
+    """Opaque."""
+
+
+dsz_pipe_load_fn = CFUNCTYPE(c_int32, c_void_p, c_int32, c_int64)
+dsz_pipe_forward_fn = CFUNCTYPE(c_int32, c_void_p, c_int32, c_int64, POINTER(DLTensor), POINTER(DLTensor),
+                                POINTER(c_double))
+dsz_pipe_backward_fn = CFUNCTYPE(c_int32, c_void_p, c_int32, c_int64, POINTER(DLTensor), POINTER(DLTensor))
+
+
+class dsz_pipe_options(Structure):
+    _fields_ = [("size", c_uint32), ("stages", c_int32), ("load_micro_batch", dsz_pipe_load_fn),
+                ("forward", dsz_pipe_forward_fn), ("backward", dsz_pipe_backward_fn),
+                ("user_data", c_void_p)]
+
+
+class dsz_pipe_info(Structure):
+    _fields_ = [("size", c_uint32), ("stages", c_int32), ("stage_id", c_int32),
+                ("data_parallel_size", c_int32), ("data_parallel_rank", c_int32), ("world_size", c_int32),
+                ("rank", c_int32), ("micro_batches", c_int32), ("n_buffers", c_int32), ("n_steps", c_int32)]
+
+
+class dsz_pipe_batch_info(Structure):
+    _fields_ = [("size", c_uint32), ("stepped", c_int32), ("skipped", c_int32), ("reserved0", c_int32),
+                ("loss", c_double), ("grad_norm", c_double), ("global_steps", c_int64),
+                ("schedule_ms", c_double), ("compute_ms", c_double), ("transfer_wait_ms", c_double),
+                ("step_ms", c_double)]
+
+
 _engine_p = POINTER(dsz_engine)
 _size_p = POINTER(c_size_t)
+_moe_group_p = POINTER(dsz_moe_group)
+_routing_p = POINTER(dsz_moe_routing)
+_pipe_p = POINTER(dsz_pipe_engine)
+_i32_p = POINTER(c_int32)
+_i64_p = POINTER(c_int64)
+_f32_p = POINTER(c_float)
+_tensor_p = POINTER(DLTensor)
 
 # name -> (restype, argtypes), in the header's order.
 FUNCTIONS = {
@@ -180,6 +265,38 @@ FUNCTIONS = {
     "dsz_param_tensor": (dsz_status, [_engine_p, c_size_t, POINTER(DLTensor)]),
     "dsz_save": (dsz_status, [_engine_p, c_char_p, c_char_p, c_char_p]),
     "dsz_load": (dsz_status, [_engine_p, c_char_p, c_char_p, c_uint32, POINTER(owned_char_p)]),
+    # mixture of experts
+    "dsz_moe_gate_config_init": (dsz_status, [POINTER(dsz_moe_gate_config), c_size_t]),
+    "dsz_moe_group_new": (dsz_status, [POINTER(_moe_group_p), _engine_p, c_int32, c_void_p]),
+    "dsz_moe_group_free": (dsz_status, [_moe_group_p]),
+    "dsz_moe_group_info": (dsz_status, [_moe_group_p, _i32_p, _i32_p, _i32_p, _i32_p]),
+    "dsz_moe_jitter": (dsz_status, [_f32_p, c_size_t, c_double, c_uint64, _f32_p]),
+    "dsz_moe_gate": (dsz_status, [POINTER(_routing_p), POINTER(dsz_moe_gate_config), _f32_p, c_int64,
+                                  c_int64, POINTER(c_uint8), _moe_group_p]),
+    "dsz_moe_routing_free": (dsz_status, [_routing_p]),
+    "dsz_moe_routing_info_init": (dsz_status, [POINTER(dsz_moe_routing_info), c_size_t]),
+    "dsz_moe_routing_get_info": (dsz_status, [_routing_p, POINTER(dsz_moe_routing_info)]),
+    "dsz_moe_routing_get": (dsz_status, [_routing_p, _i32_p, _i32_p, _f32_p, _i64_p, _f32_p]),
+    "dsz_moe_gate_backward": (dsz_status, [_routing_p, _f32_p, c_double, _f32_p, _f32_p]),
+    "dsz_moe_dispatch": (dsz_status, [_routing_p, _tensor_p, _tensor_p]),
+    "dsz_moe_dispatch_backward": (dsz_status, [_routing_p, _tensor_p, _tensor_p]),
+    "dsz_moe_combine": (dsz_status, [_routing_p, _tensor_p, _tensor_p]),
+    "dsz_moe_combine_backward": (dsz_status, [_routing_p, _tensor_p, _tensor_p, _tensor_p, _f32_p]),
+    "dsz_moe_all_to_all": (dsz_status, [_moe_group_p, _tensor_p, _tensor_p]),
+    # pipeline parallelism
+    "dsz_pipe_schedule": (dsz_status, [c_int32, c_int32, c_int32, c_int32, POINTER(dsz_pipe_instr),
+                                       c_size_t, _size_p]),
+    "dsz_pipe_schedule_size": (dsz_status, [c_int32, c_int32, c_int32, c_int32, _i32_p, _i32_p]),
+    "dsz_pipe_partition": (dsz_status, [c_char_p, c_size_t, _i64_p, POINTER(c_char_p), c_int32, _i64_p]),
+    "dsz_pipe_options_init": (dsz_status, [POINTER(dsz_pipe_options), c_size_t]),
+    "dsz_pipe_init": (dsz_status, [POINTER(_pipe_p), c_char_p, POINTER(dsz_init_options),
+                                   POINTER(dsz_pipe_options)]),
+    "dsz_pipe_free": (dsz_status, [_pipe_p]),
+    "dsz_pipe_stage_engine": (dsz_status, [_pipe_p, POINTER(_engine_p)]),
+    "dsz_pipe_info_init": (dsz_status, [POINTER(dsz_pipe_info), c_size_t]),
+    "dsz_pipe_get_info": (dsz_status, [_pipe_p, POINTER(dsz_pipe_info)]),
+    "dsz_pipe_batch_info_init": (dsz_status, [POINTER(dsz_pipe_batch_info), c_size_t]),
+    "dsz_pipe_train_batch": (dsz_status, [_pipe_p, POINTER(c_double), POINTER(dsz_pipe_batch_info)]),
 }
 
 def _declare(cdll):
