@@ -3,7 +3,8 @@
 # Idempotent: packages already present are left alone; safe to run again.
 set -eu
 PKGS="build-essential cmake ninja-build pkg-config libcjson-dev libaio-dev libopenmpi-dev openmpi-bin
-libcmocka-dev zlib1g-dev libisal-dev swig libdlpack-dev python3-torch python3-numpy python3-pytest"
+libcmocka-dev zlib1g-dev libisal-dev swig libdlpack-dev python3-torch python3-numpy python3-pytest
+python3-venv python3-pip python3-setuptools python3-wheel python3-matplotlib python3-tqdm"
 
 missing=""
 for p in $PKGS; do
