@@ -207,9 +207,18 @@ int main(int argc, char **argv) {
         /* Long enough to start, resume and get into a few saves; random within that. */
         const int ms = (mpiexec ? 600 : 30) + rand() % (mpiexec ? 900 : 250);
         usleep((useconds_t)ms * 1000);
+        /* The saver itself first: on a busy machine it may not have made its session yet. */
+        kill(pid, SIGKILL);
         kill_session(pid);
-        int status;
-        waitpid(pid, &status, 0);
+        int status = 0, reaped = 0;
+        for (int tries = 0; tries < 1000 && !reaped; ++tries) { /* bounded: a stuck saver fails, never hangs */
+            reaped = waitpid(pid, &status, WNOHANG) == pid;
+            if (!reaped) usleep(10 * 1000);
+        }
+        if (!reaped) {
+            fprintf(stderr, "FAIL: the saver (pid %d) did not die within 10 s of SIGKILL\n", (int)pid);
+            return 1;
+        }
         for (int tries = 0; kill_session(pid) > 0 && tries < 100; ++tries) usleep(10 * 1000);
         if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
             fprintf(stderr, "FAIL: the saver ended by itself (status %d) before it was killed\n", status);
