@@ -172,3 +172,20 @@ def test_layer_specs_are_built_on_their_stage_only():
     assert built == ([0] if engine.is_first_stage() else [2])
     assert math.isfinite(engine.train_batch(iter(replica_batches(engine.data_parallel_rank))))
     engine.close()
+
+
+def test_bf16_activations_and_gradients_cross_stages():
+    def loss_fn(out, labels):  # torch 1.13 has no bf16 mse on the CPU
+        return F.mse_loss(out.float(), labels)
+
+    module = PipelineModule(make_layers(), num_stages=STAGES, loss_fn=loss_fn)
+    cfg = dict(config(MICRO, DP), bf16={"enabled": True})
+    engine, _, _, _ = dszero.initialize(model=module, config=cfg)
+    assert all(p.dtype == torch.bfloat16 for p in engine.stage_parameters().values())
+    data = iter([(x.bfloat16(), y) for x, y in replica_batches(engine.data_parallel_rank)])
+    losses = [engine.train_batch(data) for _ in range(STEPS)]
+    ref_losses = reference()[1]
+    assert engine.global_steps == STEPS and engine.last_batch_info["stepped"] == 1
+    for a, b in zip(losses, ref_losses):  # bf16 keeps ~3 significant digits
+        assert abs(a - b) <= 0.05 * abs(b), (losses, ref_losses)
+    engine.close()
