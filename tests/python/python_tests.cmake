@@ -13,7 +13,7 @@ set(DSZ_PYTEST ${DSZ_PY} -m pytest -q -p no:cacheprovider)
 
 # API, errors, NumPy-only, header parity, hooks; training parity and precision; stage 3.
 add_test(NAME python_api
-  COMMAND ${DSZ_PYTEST} test_errors.py test_numpy.py test_header_parity.py test_hooks.py
+  COMMAND ${DSZ_PYTEST} test_errors.py test_numpy.py test_header_parity.py test_hooks.py test_pipe.py
   WORKING_DIRECTORY ${DSZ_PY_DIR})
 add_test(NAME python_train
   COMMAND ${DSZ_PYTEST} test_parity.py test_precision.py test_checkpoint.py
