@@ -389,7 +389,8 @@ DSZ_API dsz_status dsz_save(dsz_engine *engine, const char *dir, const char *tag
     return guarded("dsz_save", [&] {
         Engine &e = live(engine);
         need(dir, "dir");
-        e.save(dir, tag ? tag : "", client_state_json ? client_state_json : "");
+        e.with_masters_in_memory(false,
+                                 [&] { e.save(dir, tag ? tag : "", client_state_json ? client_state_json : ""); });
     });
 }
 
@@ -399,7 +400,8 @@ DSZ_API dsz_status dsz_load(dsz_engine *engine, const char *dir, const char *tag
         if (client_state_json) *client_state_json = nullptr;
         Engine &e = live(engine);
         need(dir, "dir");
-        const std::string client = e.load(dir, tag ? tag : "", flags);
+        std::string client;
+        e.with_masters_in_memory(true, [&] { client = e.load(dir, tag ? tag : "", flags); });
         if (client_state_json) *client_state_json = copy_string(client);
     });
 }

@@ -8,6 +8,7 @@
  * prepares the spans the optimizer walks.
  */
 #include "engine/engine.h"
+#include "engine/param_swap.h"
 #include "engine/swap_store.h"
 
 #include <algorithm>
@@ -79,12 +80,8 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
             log_.warn("zero_optimization.overlap_comm: communication advances only while dszero is called, so "
                       "little of it is hidden behind the host's compute: " + why);
     }
-    /* DeepSpeed configs with offload_param nvme must still load: the
-     * parameters (at stage 3, the fp32 master partitions) stay in host
-     * memory, which is where offload_param "cpu" puts them too. */
-    if (cfg_.zero.offload_param.device == OffloadDevice::nvme)
-        log_.warn("zero_optimization.offload_param.device \"nvme\": parameter swapping is not implemented "
-                  "(docs/nvme.md); parameters stay in host memory, as with \"cpu\"");
+    /* Parameter offload is a stage-3 feature, ignored below as in DeepSpeed. */
+    if (cfg_.zero.stage == 3 && cfg_.zero.offload_param.device == OffloadDevice::nvme) open_param_swap();
     if (cfg_.zero.offload_optimizer.device == OffloadDevice::nvme) open_swap();
     pool_.reset(new ThreadPool(opts.cpu_threads));
     if (cfg_.dump_state) log_.info("dszero engine configuration (dump_state):\n" + config_to_json(cfg_));
@@ -239,6 +236,7 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         convert_to_f32(src + (own.begin - p.offset) * es, p.host.dtype, G.master.data() + local_of(G, own.begin),
                        own.size());
     }
+    if (param_swap_) swap_params_out();
     if (cfg_.zero.stage >= 2) build_buckets();
     sched_t_ = cfg_.scheduler.last_batch_iteration;
     refresh_schedule();

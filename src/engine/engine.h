@@ -32,6 +32,7 @@
 namespace dsz {
 
 class SwapStore;
+class ParamSwap;
 
 struct EngineOptions {
     int world_size = 0;   /* 0: from the launcher */
@@ -205,6 +206,10 @@ public:
     void read_state_partition(size_t g, int s, const std::function<void(const float *, size_t)> &sink);
     void put_state_partition(size_t g, int s, std::vector<float> &values);
     std::string load(const std::string &dir, const std::string &tag, uint32_t flags);
+    /* Runs f (dsz_save, dsz_load) with the fp32 masters in GroupState::master
+     * even when they are swapped to NVMe (offload_param nvme): read in
+     * before, written back after when `changes`, and released. */
+    void with_masters_in_memory(bool changes, const std::function<void()> &f);
 
 private:
     void zero_untouched_grads();
@@ -216,6 +221,8 @@ private:
     void open_swap();
     void prepare_swap(const std::vector<GroupState> &groups);
     void apply_update_swapped(double grad_mul);
+    void open_param_swap();
+    void swap_params_out();            /* register_params: masters -> NVMe */
     void refresh_schedule();
     void write_back_all();             /* master -> host tensors, then publish */
     std::string load_verified(const std::string &dir, const std::string &tag, uint32_t flags);
@@ -302,6 +309,9 @@ private:
     bool agreed_ = false;              /* dsz_load: every rank verified */
     /* NVMe offload: optimizer states swapped by sub-group (swap_store.h). */
     std::unique_ptr<SwapStore> swap_;
+    /* NVMe offload of the fp32 masters (param_swap.h): while set and no
+     * checkpoint runs, GroupState::master is empty. */
+    std::unique_ptr<ParamSwap> param_swap_;
     /* Set when a failure left the engine inconsistent (a swap error in the
      * middle of a step); every later call reports it. */
     std::string failed_;

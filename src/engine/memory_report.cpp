@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "engine/engine.h"
+#include "engine/param_swap.h"
 #include "engine/swap_store.h"
 
 namespace dsz {
@@ -31,6 +32,7 @@ Engine::MemoryFigures Engine::memory() const {
         for (const auto &s : G.states) m.optimizer += s.capacity() * sizeof(float);
     }
     if (swap_) m.optimizer += swap_->buffer_bytes(); /* the states themselves are on NVMe */
+    if (param_swap_) m.master += param_swap_->buffer_bytes(); /* likewise the masters */
     for (const BucketSlot &b : slots_) m.comm_buffers += (b.buf.capacity() + b.recv.capacity()) * sizeof(float);
     m.comm_buffers += publish_send_.capacity() + publish_recv_.capacity();
     return m;

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "engine/engine.h"
+#include "engine/param_swap.h"
 #include "engine/swap_store.h"
 
 namespace dsz {
@@ -69,7 +70,7 @@ UpdateArgs Engine::group_update_args(const GroupState &G, double grad_mul) const
 
 void Engine::apply_update(double grad_mul) {
     /* grad_mul already holds 1/world: the reduced gradients are sums. */
-    if (swap_) return apply_update_swapped(grad_mul);
+    if (swap_ || param_swap_) return apply_update_swapped(grad_mul);
     for (GroupState &G : groups_) {
         if (G.spans.empty()) continue;
         std::vector<float *> states;
@@ -94,6 +95,7 @@ StepResult Engine::step() {
     if (boundary && !optimizer_)
         fail(DSZ_ERR_STATE, "dsz_step: the config has no \"optimizer\" section, so there is nothing to update with");
     if (boundary && swap_) swap_->verify(); /* a damaged swap file fails the step before it changes anything */
+    if (boundary && param_swap_) param_swap_->verify();
     const auto t0 = std::chrono::steady_clock::now();
     backward_done_ = false;
     ++micro_steps_;

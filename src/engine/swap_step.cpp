@@ -1,7 +1,8 @@
 /*
  * swap_step.cpp -- the engine's side of NVMe offload: setting the swap
  * files up at registration, the optimizer step sub-group by sub-group, and
- * the accessors checkpoints use to reach optimizer states wherever they live.
+ * the accessors checkpoints use to reach optimizer states wherever they live;
+ * likewise for the fp32 masters with offload_param nvme (param_swap.h).
  *
  * Failure policy: anything that can be checked before a step changes
  * something is checked first (swap files' sizes, in step()), so such a step
@@ -12,6 +13,7 @@
 #include "common/error.h"
 #include "engine/agree.h"
 #include "engine/engine.h"
+#include "engine/param_swap.h"
 #include "engine/swap_store.h"
 
 namespace dsz {
@@ -65,17 +67,30 @@ void Engine::apply_update_swapped(double grad_mul) {
         ++G.step_count;
         args[g] = group_update_args(G, grad_mul);
     }
+    /* Swapped masters are one more array of the sub-group: read before its
+     * update, written after. */
+    auto update = [&](const SubGroup &sg, float *const *states) {
+        GroupState &G = groups_[sg.group];
+        UpdateArgs a = args[sg.group];
+        a.master = param_swap_ ? param_swap_->load_sub_group(sg.group, sg.begin) : G.master.data() + sg.begin;
+        a.grad = reduced_grad(G) + sg.begin;
+        a.states = states;
+        a.spans = &sg.spans;
+        a.tensors = &sg.tensors;
+        optimizer_->update(a);
+        if (param_swap_) param_swap_->store_sub_group(sg.group, sg.begin);
+    };
     try {
-        swap_->pipeline([&](const SubGroup &sg, float *const *states) {
-            GroupState &G = groups_[sg.group];
-            UpdateArgs a = args[sg.group];
-            a.master = G.master.data() + sg.begin;
-            a.grad = reduced_grad(G) + sg.begin;
-            a.states = states;
-            a.spans = &sg.spans;
-            a.tensors = &sg.tensors;
-            optimizer_->update(a);
-        });
+        if (swap_) {
+            swap_->pipeline(update);
+        } else { /* only the masters are swapped: the states are in memory */
+            std::vector<float *> states(static_cast<size_t>(optimizer_->state_count()));
+            for (const SubGroup &sg : param_swap_->sub_groups()) {
+                if (sg.spans.empty()) continue;
+                for (size_t s = 0; s < states.size(); ++s) states[s] = groups_[sg.group].states[s].data() + sg.begin;
+                update(sg, states.data());
+            }
+        }
     } catch (const Error &e) {
         failed_ = strprintf("the optimizer step stopped part-way through the NVMe-swapped sub-groups: %s", e.what());
         fail(e.status(), "%s; the engine cannot be used any more (free it and resume from a checkpoint)",
@@ -99,6 +114,79 @@ void Engine::put_state_partition(size_t g, int s, std::vector<float> &values) {
         fail(e.status(), "%s; the engine cannot be used any more", failed_.c_str());
     }
     std::vector<float>().swap(values);
+}
+
+void Engine::open_param_swap() {
+    on_every_rank(*comm_, "dsz_init (NVMe parameter offload)",
+                  [&] { param_swap_.reset(new ParamSwap(cfg_, rank_, log_)); });
+}
+
+void Engine::swap_params_out() {
+    std::vector<SwapGroup> sg;
+    std::vector<const float *> masters;
+    for (const GroupState &G : groups_) {
+        sg.push_back(SwapGroup{G.master.size(), &G.spans, &G.tensors});
+        masters.push_back(G.master.data());
+    }
+    on_every_rank(*comm_, "dsz_register_params (NVMe parameter offload)", [&] { param_swap_->create(sg, masters); });
+    for (GroupState &G : groups_) std::vector<float>().swap(G.master);
+    log_.logf(DSZ_LOG_INFO,
+              "NVMe parameter offload: fp32 master weights in %zu sub-groups under %s (%.1f MiB); %.1f MiB of "
+              "staging buffers in memory",
+              param_swap_->sub_groups().size(), param_swap_->folder().c_str(),
+              static_cast<double>(param_swap_->disk_bytes()) / (1 << 20),
+              static_cast<double>(param_swap_->buffer_bytes()) / (1 << 20));
+}
+
+void Engine::with_masters_in_memory(bool changes, const std::function<void()> &f) {
+    if (!param_swap_ || !registered_ || !failed_.empty()) return f();
+    auto release = [&] {
+        for (GroupState &G : groups_) std::vector<float>().swap(G.master);
+    };
+    /* A load replaces every master, so it may repair a damaged swap file:
+     * it then starts from zeros, and the file is only rewritten once the
+     * load succeeded (else it stays damaged, and every use says so). */
+    bool damaged = false;
+    try {
+        for (size_t g = 0; g < groups_.size(); ++g) groups_[g].master.assign(layout_.groups[g].partition, 0.0f);
+        try {
+            param_swap_->verify();
+        } catch (const Error &) {
+            if (!changes) throw;
+            damaged = true;
+        }
+        for (size_t g = 0; g < groups_.size() && !damaged; ++g) {
+            float *to = groups_[g].master.data();
+            param_swap_->read(g, 0, groups_[g].master.size(), [&](const float *v, size_t k) {
+                std::copy(v, v + k, to);
+                to += k;
+            });
+        }
+    } catch (...) {
+        release();
+        throw;
+    }
+    note_memory();
+    auto write_back = [&] {
+        try {
+            for (size_t g = 0; g < groups_.size(); ++g)
+                if (!groups_[g].master.empty()) param_swap_->write(g, groups_[g].master.data());
+        } catch (const Error &e) {
+            release();
+            failed_ = strprintf("writing the fp32 master weights to NVMe failed: %s", e.what());
+            fail(e.status(), "%s; the engine cannot be used any more", failed_.c_str());
+        }
+    };
+    try {
+        f();
+    } catch (...) {
+        /* A load that failed after committing left new masters: keep them. */
+        if (changes && !damaged) try { write_back(); } catch (const Error &) {}
+        release();
+        throw;
+    }
+    if (changes) write_back();
+    release();
 }
 
 }  // namespace dsz

@@ -14,12 +14,12 @@
  * into a free slot while the current one is updated, with pipeline_write the
  * previous one is written while the next ones proceed.
  *
- * The fp32 masters and the gradient accumulators stay in memory: at stage 3
- * the masters are what dsz_gather reads, and the gradients are partition
- * sized. Files are created and their space reserved when parameters are
+ * The gradient accumulators stay in memory (they are partition sized); the
+ * fp32 masters too, unless offload_param swaps them (param_swap.h). Files
+ * are created and their space reserved when parameters are
  * registered, so a full disk fails dsz_register_params, not a step; they are
  * removed when the store is destroyed (dsz_engine_free). The folder is
- * locked, so two engines cannot share it.
+ * locked (swap_folder.h), so two engines cannot share it.
  */
 #pragma once
 
@@ -35,6 +35,7 @@
 #include "aio/io_engine.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "engine/swap_folder.h"
 #include "optim/optimizer.h"
 
 namespace dsz {
@@ -54,6 +55,13 @@ struct SwapGroup {
     const std::vector<Span> *spans = nullptr;
     const std::vector<Segment> *tensors = nullptr;
 };
+
+/* Cuts each group's partition into sub-groups (the rule above) and places
+ * them at aligned offsets of the group's swap files: group_subs gets each
+ * group's sub-group indices, file_bytes each group's file size. */
+std::vector<SubGroup> layout_sub_groups(const std::vector<SwapGroup> &groups, int64_t sub_group_size,
+                                        std::vector<std::vector<size_t>> *group_subs,
+                                        std::vector<uint64_t> *file_bytes);
 
 class SwapStore {
 public:
@@ -76,7 +84,7 @@ public:
     size_t slots() const { return slots_.size(); }
     size_t buffer_bytes() const;   /* host memory held for swapped states */
     uint64_t disk_bytes() const;   /* size of all swap files */
-    const std::string &folder() const { return folder_; }
+    const std::string &folder() const { return folder_->path(); }
 
     /* Every swap file still has the size dszero gave it (DSZ_ERR_IO naming
      * the first that does not). Cheap: run before a step changes anything. */
@@ -98,8 +106,7 @@ private:
     float *buffer(size_t slot, size_t s) const { return slots_[slot][s].as<float>(); }
 
     Logger log_;
-    std::string folder_;
-    int lock_fd_ = -1;
+    std::unique_ptr<SwapFolder> folder_;   /* destroyed last: removes the folder */
     bool pipeline_read_ = false, pipeline_write_ = false;
     size_t buffer_count_ = 0;
     int64_t sub_group_size_ = 0;

@@ -25,6 +25,7 @@
 
 #include "common/error.h"
 #include "engine/engine.h"
+#include "engine/param_swap.h"
 #include "tensor/convert.h"
 
 namespace dsz {
@@ -87,19 +88,20 @@ void Engine::start_fetch(const std::vector<size_t> &params) {
     const DType dt = params_[params[0]].host.dtype;
     const size_t es = dtype_size(dt);
     ParamFetch f;
-    f.id = next_fetch_++;
+    f.id = next_fetch_;
     f.params = params;
     f.bytes.assign(static_cast<size_t>(world_), kHeaderBytes);
     size_t total = 0;
     for (size_t i : params) {
-        ParamRecord &p = params_[i];
+        const ParamRecord &p = params_[i];
         const GroupLayout &L = layout_.groups[static_cast<size_t>(p.group)];
         for (int r = 0; r < world_; ++r)
             f.bytes[static_cast<size_t>(r)] += partition_overlap(L, r, p.offset, p.host.numel).size() * es;
-        if (!p.full) p.full.reset(new char[std::max<size_t>(1, p.host.numel * es)]);
-        p.fetch = f.id;
         total += p.host.numel;
     }
+    /* Swapped masters (offload_param nvme) are read from their files; a
+     * damaged file fails here, before any parameter changed state. */
+    if (param_swap_) param_swap_->verify();
     f.send.resize(f.bytes[static_cast<size_t>(rank_)]);
     const uint64_t header[2] = {static_cast<uint64_t>(f.id), list_hash(params)};
     std::memcpy(f.send.data(), header, kHeaderBytes);
@@ -108,12 +110,25 @@ void Engine::start_fetch(const std::vector<size_t> &params) {
         const ParamRecord &p = params_[i];
         const GroupState &G = groups_[static_cast<size_t>(p.group)];
         const Range own = partition_overlap(layout_.groups[static_cast<size_t>(p.group)], rank_, p.offset, p.host.numel);
-        const float *from = G.master.data() + local_of(G, own.begin);
         char *to = f.send.data() + at;
-        pool_->parallel_for(own.size(), kConvertGrain, [&](size_t, size_t x, size_t y) {
-            convert_from_f32(from + x, to + x * es, dt, y - x);
-        });
+        auto convert = [&](const float *from, size_t n) {
+            pool_->parallel_for(n, kConvertGrain, [&](size_t, size_t x, size_t y) {
+                convert_from_f32(from + x, to + x * es, dt, y - x);
+            });
+            to += n * es;
+        };
+        if (own.size() == 0) continue;
+        if (param_swap_ && G.master.empty())
+            param_swap_->read(static_cast<size_t>(p.group), local_of(G, own.begin), own.size(), convert);
+        else
+            convert(G.master.data() + local_of(G, own.begin), own.size());
         at += own.size() * es;
+    }
+    ++next_fetch_;
+    for (size_t i : params) {
+        ParamRecord &p = params_[i];
+        if (!p.full) p.full.reset(new char[std::max<size_t>(1, p.host.numel * es)]);
+        p.fetch = f.id;
     }
     size_t all = 0;
     for (size_t b : f.bytes) all += b;

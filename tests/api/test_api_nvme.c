@@ -320,8 +320,8 @@ static void test_bad_paths(void **state) {
     dsz_engine *first = make_engine(json, DSZ_OK, NULL);
     assert_null(make_engine(json, DSZ_ERR_IO, "in use"));
     dsz_engine_free(first);
-    /* Parameter swapping is not implemented: the config still loads (with a
-     * warning), parameters stay in memory. */
+    /* offload_param nvme on the same path: its own folder (fp32params), so
+     * it loads (test_api_nvme_params.c tests parameter swapping). */
     snprintf(off, sizeof off, "\"device\": \"nvme\", \"nvme_path\": \"%s\"", root);
     snprintf(json, sizeof json,
              "{\"train_micro_batch_size_per_gpu\": 1, %s, \"zero_optimization\": {\"stage\": 3, "

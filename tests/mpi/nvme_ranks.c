@@ -2,7 +2,8 @@
  * nvme_ranks.c -- NVMe offload of optimizer states across ranks (stage 3).
  *
  * Run under mpirun -np W. Every rank swaps its own partition's states under
- * <nvme_path>/zero_stage_3/optimizer/rank<R>/; training with them gives
+ * <nvme_path>/zero_stage_3/optimizer/rank<R>/ and, with offload_param nvme,
+ * its fp32 masters under .../fp32params/rank<R>/; training with them gives
  * bit for bit the parameters of training in memory, a checkpoint written
  * from swapped states resumes exactly, and dsz_engine_free removes every
  * rank's folder.
@@ -50,13 +51,21 @@ typedef struct {
     DLTensor t[NT];
 } model;
 
+enum { STATES = 1, PARAMS = 2 }; /* what start() swaps */
+
 static dsz_engine *start(int nvme, model *m) {
-    char json[1024];
+    char json[1400], params[400] = "";
+    if (nvme & PARAMS)
+        snprintf(params, sizeof params,
+                 ", \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_count\": 2, "
+                 "\"buffer_size\": 700}", root);
     snprintf(json, sizeof json,
              "{\"train_micro_batch_size_per_gpu\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": "
-             "{\"lr\": 0.01, \"weight_decay\": 0.01}}, \"zero_optimization\": {\"stage\": 3, \"sub_group_size\": 1000%s%s%s}}",
-             nvme ? ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"" : "", nvme ? root : "",
-             nvme ? "\", \"buffer_count\": 6, \"pipeline_read\": true, \"pipeline_write\": true}" : "");
+             "{\"lr\": 0.01, \"weight_decay\": 0.01}}, \"zero_optimization\": {\"stage\": 3, \"sub_group_size\": 1000%s%s%s%s}}",
+             nvme & STATES ? ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"" : "",
+             nvme & STATES ? root : "",
+             nvme & STATES ? "\", \"buffer_count\": 6, \"pipeline_read\": true, \"pipeline_write\": true}" : "",
+             params);
     dsz_init_options o;
     OK(dsz_init_options_init(&o, sizeof o));
     o.log_fn = quiet;
@@ -131,24 +140,29 @@ int main(int argc, char **argv) {
     float *want = snapshot(ref);
     finish(ref, &mr);
 
-    dsz_engine *nv = start(1, &mn);
-    CHECK(exists(folder), "%s missing", folder);
-    train(nv, 0, 8);
-    float *got = snapshot(nv);
-    CHECK(memcmp(got, want, bytes) == 0, "swapped training differs from training in memory");
-    free(got);
-    finish(nv, &mn);
-    MPI_Barrier(MPI_COMM_WORLD);
-    CHECK(!exists(folder), "%s left behind", folder);
+    char pfolder[512];
+    snprintf(pfolder, sizeof pfolder, "%s/zero_stage_3/fp32params/rank%d", root, rank);
+    for (int mode = STATES; mode <= (STATES | PARAMS); ++mode) {
+        dsz_engine *nv = start(mode, &mn);
+        CHECK(exists(folder) == !!(mode & STATES), "%s: mode %d", folder, mode);
+        CHECK(exists(pfolder) == !!(mode & PARAMS), "%s: mode %d", pfolder, mode);
+        train(nv, 0, 8);
+        float *got = snapshot(nv);
+        CHECK(memcmp(got, want, bytes) == 0, "swapped training (mode %d) differs from training in memory", mode);
+        free(got);
+        finish(nv, &mn);
+        MPI_Barrier(MPI_COMM_WORLD);
+        CHECK(!exists(folder) && !exists(pfolder), "swap folders left behind (mode %d)", mode);
+    }
 
-    nv = start(1, &mn);
+    dsz_engine *nv = start(STATES | PARAMS, &mn);
     train(nv, 0, 5);
     OK(dsz_save(nv, ckpt, "five", NULL));
     finish(nv, &mn);
-    dsz_engine *b = start(1, &mb);
+    dsz_engine *b = start(STATES | PARAMS, &mb);
     OK(dsz_load(b, ckpt, "five", 0, NULL));
     train(b, 5, 8);
-    got = snapshot(b);
+    float *got = snapshot(b);
     CHECK(memcmp(got, want, bytes) == 0, "resumed swapped training differs");
     free(got);
     finish(b, &mb);

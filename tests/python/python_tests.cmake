@@ -13,7 +13,7 @@ set(DSZ_PYTEST ${DSZ_PY} -m pytest -q -p no:cacheprovider)
 
 # API, errors, NumPy-only, header parity, hooks; training parity and precision; stage 3.
 add_test(NAME python_api
-  COMMAND ${DSZ_PYTEST} test_errors.py test_numpy.py test_header_parity.py test_hooks.py
+  COMMAND ${DSZ_PYTEST} test_errors.py test_numpy.py test_header_parity.py test_hooks.py test_pipe.py
   WORKING_DIRECTORY ${DSZ_PY_DIR})
 add_test(NAME python_train
   COMMAND ${DSZ_PYTEST} test_parity.py test_precision.py test_checkpoint.py
@@ -51,4 +51,13 @@ if(TARGET MPI::MPI_C AND MPIEXEC_EXECUTABLE)
             --out ${CMAKE_CURRENT_BINARY_DIR}/example_train_gpt_py_zero3_np2)
   set_tests_properties(python_mpi_np2 example_train_gpt_py_zero3_np2 PROPERTIES
     ENVIRONMENT "${DSZ_PY_MPI_ENV}" LABELS "python;mpi" TIMEOUT 600 PROCESSORS 2)
+
+  # dszero.pipe: pp=2 (np 2) and pp=2 x dp=2 (np 4) against one process; failing callbacks.
+  foreach(np 2 4)
+    add_test(NAME python_pipe_np${np}
+      COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none ${DSZ_PYTEST} mpi_pipe.py
+      WORKING_DIRECTORY ${DSZ_PY_DIR})
+    set_tests_properties(python_pipe_np${np} PROPERTIES
+      ENVIRONMENT "${DSZ_PY_MPI_ENV}" LABELS "python;mpi;pipe" TIMEOUT 300 PROCESSORS ${np})
+  endforeach()
 endif()

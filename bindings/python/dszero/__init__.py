@@ -12,7 +12,7 @@ on first use (see ``dszero._loader`` for where it is looked for) and torch
 only by ``initialize``.
 """
 from . import _capi
-from ._capi import (DSZ_ERR_CHECKPOINT, DSZ_ERR_COMM, DSZ_ERR_CONFIG, DSZ_ERR_CUDA, DSZ_ERR_DTYPE,
+from ._capi import (DSZ_ERR_CALLBACK, DSZ_ERR_CHECKPOINT, DSZ_ERR_COMM, DSZ_ERR_CONFIG, DSZ_ERR_CUDA, DSZ_ERR_DTYPE,
                     DSZ_ERR_INTERNAL, DSZ_ERR_INVALID_ARGUMENT, DSZ_ERR_IO, DSZ_ERR_LOSS_SCALE,
                     DSZ_ERR_NOT_FOUND, DSZ_ERR_OUT_OF_MEMORY, DSZ_ERR_SHAPE, DSZ_ERR_STATE,
                     DSZ_ERR_TIMEOUT, DSZ_ERR_UNSUPPORTED, DSZ_OK)
@@ -74,9 +74,26 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
         config = getattr(args, "deepspeed_config", None)
     if config is None:
         raise ValueError("dszero.initialize: no config (pass config=dict or a path)")
+    from .pipe import PipelineModule
+    if isinstance(model, PipelineModule):
+        if model_parameters is not None or training_data is not None:
+            raise ValueError("dszero.initialize: a PipelineModule registers its stage's parameters itself "
+                             "and reads batches from train_batch(data_iter); pass neither "
+                             "model_parameters nor training_data")
+        from .pipe import PipelineEngine
+        engine = PipelineEngine(model, config, options)
+        return engine, None, None, None
     from .torch_engine import DSZeroEngine
     engine = DSZeroEngine(model, model_parameters, config, options, training_data, collate_fn)
     return engine, engine.optimizer, engine.training_dataloader, engine.lr_scheduler
+
+
+def __getattr__(name):
+    # dszero.pipe imports torch: load it on first use only.
+    if name == "pipe":
+        import importlib
+        return importlib.import_module(".pipe", __name__)
+    raise AttributeError("module 'dszero' has no attribute %r" % name)
 
 
 __all__ = ["initialize", "Engine", "EngineState", "MemoryStats", "ParamGroup", "StepInfo", "DSZeroError",
@@ -84,4 +101,4 @@ __all__ = ["initialize", "Engine", "EngineState", "MemoryStats", "ParamGroup", "
            "features", "library_path", "DSZ_OK", "DSZ_ERR_INVALID_ARGUMENT", "DSZ_ERR_CONFIG", "DSZ_ERR_DTYPE",
            "DSZ_ERR_SHAPE", "DSZ_ERR_STATE", "DSZ_ERR_IO", "DSZ_ERR_CHECKPOINT", "DSZ_ERR_OUT_OF_MEMORY",
            "DSZ_ERR_NOT_FOUND", "DSZ_ERR_UNSUPPORTED", "DSZ_ERR_COMM", "DSZ_ERR_TIMEOUT",
-           "DSZ_ERR_LOSS_SCALE", "DSZ_ERR_INTERNAL", "DSZ_ERR_CUDA"]
+           "DSZ_ERR_LOSS_SCALE", "DSZ_ERR_INTERNAL", "DSZ_ERR_CUDA", "DSZ_ERR_CALLBACK"]

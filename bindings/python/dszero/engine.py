@@ -107,7 +107,18 @@ class Engine:
     call close(); the engine is also freed when collected."""
 
     def __init__(self, config, **options):
-        self._handle = EngineHandle(config, **options)
+        self._attach(EngineHandle(config, **options))
+
+    @classmethod
+    def lent(cls, handle):
+        """An Engine over an engine another object owns (handle.LentEngineHandle:
+        the pipeline's stage engine); close() leaves it to its owner."""
+        self = cls.__new__(cls)
+        self._attach(handle)
+        return self
+
+    def _attach(self, handle):
+        self._handle = handle
         self._lib = _capi.lib()
         self._params = []       # TensorRefs: the host memory dszero writes into
         self._names = []

@@ -154,3 +154,75 @@ class EngineHandle:
             self.close()
         except Exception:  # noqa: BLE001 -- nothing to report to at collection time
             pass
+
+
+class LentEngineHandle:
+    """A dsz_engine lent by another handle (the pipeline's stage engine): usable
+    while the owner is open, never freed here."""
+
+    def __init__(self, raw, owner):
+        self._raw = raw
+        self._owner = owner
+
+    @property
+    def raw(self):
+        if self._owner.closed:
+            raise ValueError("dszero: the pipeline that lent this engine has been closed")
+        return self._raw
+
+    @property
+    def closed(self):
+        return self._owner.closed
+
+    def close(self):
+        """Nothing to free: the owner frees the engine."""
+
+
+class PipeHandle:
+    """Owns a dsz_pipe_engine and what C borrows for its lifetime: the host
+    callbacks (ctypes trampolines) in `pipe_options` and the log trampoline.
+    Collective over the world to create."""
+
+    def __init__(self, config, pipe_options, **options):
+        opts, self._keep = init_options(**options)
+        self._keep.append(pipe_options)  # holds the CFUNCTYPE callbacks C calls
+        raw = ctypes.POINTER(_capi.dsz_pipe_engine)()
+        self._lib = _capi.lib()
+        check(self._lib.dsz_pipe_init(ctypes.byref(raw), config_text(config).encode(), ctypes.byref(opts),
+                                      ctypes.byref(pipe_options)))
+        self._raw = raw
+
+    @property
+    def raw(self):
+        if self._raw is None:
+            raise ValueError("dszero: the pipeline engine has been closed")
+        return self._raw
+
+    @property
+    def closed(self):
+        return self._raw is None
+
+    def stage_engine(self):
+        """This rank's stage engine, lent for the pipeline's lifetime."""
+        out = ctypes.POINTER(_capi.dsz_engine)()
+        check(self._lib.dsz_pipe_stage_engine(self.raw, ctypes.byref(out)))
+        return LentEngineHandle(out, self)
+
+    def info(self):
+        info = _capi.dsz_pipe_info()
+        check(self._lib.dsz_pipe_info_init(ctypes.byref(info), ctypes.sizeof(info)))
+        check(self._lib.dsz_pipe_get_info(self.raw, ctypes.byref(info)))
+        return info
+
+    def close(self):
+        """Frees the executor and its stage engine (once)."""
+        raw, self._raw = getattr(self, "_raw", None), None
+        if raw is not None:
+            check(self._lib.dsz_pipe_free(raw))
+        self._keep = []
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 -- nothing to report to at collection time
+            pass

@@ -52,6 +52,33 @@ def split_param_groups(model_parameters):
     return out
 
 
+def hook_accumulate_grads(params, core, done=None):
+    """Hooks each parameter's AccumulateGrad node so that, as soon as autograd
+    has produced the gradient of params[i], it goes to core.grad_ready(i, .)
+    (consumed there), param.grad is dropped and done(i) runs (when given).
+    Returns the nodes: keep them alive as long as the hooks must fire."""
+    accs = []
+    for index, p in enumerate(params):
+        if not p.requires_grad:
+            continue
+        acc = p.expand_as(p).grad_fn.next_functions[0][0]
+        acc.register_hook(_hand_over_hook(core, index, p, done))
+        accs.append(acc)
+    return accs
+
+
+def _hand_over_hook(core, index, param, done):
+    def hand_over(*_):
+        grad = param.grad
+        if grad is None:
+            return
+        param.grad = None
+        core.grad_ready(index, grad)
+        if done is not None:
+            done(index)
+    return hand_over
+
+
 class DSZeroOptimizer:
     """What initialize returns as the optimizer: a view of dszero's optimizer.
     The update itself happens in engine.step()."""
@@ -166,12 +193,8 @@ class DSZeroEngine(torch.nn.Module):
 
     def _install_grad_hooks(self):
         with self.gathered_parameters():  # AccumulateGrad nodes take the full shape
-            for index, p in enumerate(self._params):
-                if not p.requires_grad:
-                    continue
-                acc = p.expand_as(p).grad_fn.next_functions[0][0]
-                acc.register_hook(self._make_grad_hook(index, p))
-                self._grad_accs.append(acc)
+            done = self._zero3.grad_done if self._zero3 is not None else None
+            self._grad_accs = hook_accumulate_grads(self._params, self._core, done)
 
     def gathered_parameters(self, params=None):
         """A context in which `params` (default: all registered) hold their
@@ -182,19 +205,6 @@ class DSZeroEngine(torch.nn.Module):
         index = {id(p): i for i, p in enumerate(self._params)}
         params = self._params if params is None else list(params)
         return self._zero3.gathered([index[id(p)] for p in params])
-
-    def _make_grad_hook(self, index, param):
-        core = self._core
-
-        def hand_over(*_):
-            grad = param.grad
-            if grad is None:
-                return
-            param.grad = None
-            core.grad_ready(index, grad)
-            if self._zero3 is not None:
-                self._zero3.grad_done(index)
-        return hand_over
 
     def _dataloader(self, training_data, collate_fn):
         from torch.utils.data import DataLoader
