@@ -17,27 +17,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int rank, world;
+#include "mpi_check.h"
 
-#define CHECK(cond, ...)                                                                             \
-    do {                                                                                             \
-        if (!(cond)) {                                                                               \
-            fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", rank, __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                            \
-            fprintf(stderr, "\n");                                                                   \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                                            \
-        }                                                                                            \
-    } while (0)
-#define OK(call) CHECK((call) == DSZ_OK, "%s", dsz_last_error())
+static int rank, world;
 
 enum { NT = 4 };
 static const int64_t SIZES[NT] = {3000, 10, 5001, 777};
 static char root[256];
 
-static float value(unsigned seed) {
-    seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
-    return (float)(seed & 0xffff) / 32768.0f - 1.0f;
-}
+static float value(unsigned seed) { return (float)(test_hash(seed) & 0xffff) / 32768.0f - 1.0f; }
 
 static int exists(const char *p) {
     struct stat st;

@@ -27,19 +27,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mpi_check.h"
+
 static int rank, world;
-
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", rank, __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fprintf(stderr, "\n");                                                    \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                             \
-        }                                                                             \
-    } while (0)
-
-#define OK(call) CHECK((call) == DSZ_OK, "%s", dsz_last_error())
 
 enum { NP = 4, STEPS = 20 };
 static const int64_t SHAPES[NP][2] = {{37, 1}, {5, 11}, {1, 1}, {8, 8}};
@@ -47,24 +37,7 @@ static const int NDIM[NP] = {1, 2, 1, 2};
 
 static size_t numel(int i) { return (size_t)(SHAPES[i][0] * (NDIM[i] == 2 ? SHAPES[i][1] : 1)); }
 
-static float value(unsigned seed) {
-    seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
-    return (float)(seed & 0xffff) / 32768.0f - 1.0f;
-}
-
-/* 16-bit conversions (round to nearest even), enough for the test. */
-static uint16_t to16(float f, int bf) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if (bf) return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    uint32_t s = u & 0x80000000u;
-    u ^= s;
-    uint16_t o;
-    if (u >= 0x47800000u) o = u > 0x7f800000u ? 0x7e00 : 0x7c00;
-    else if (u < 0x38800000u) { float a; memcpy(&a, &u, 4); a += 0.5f; uint32_t r; memcpy(&r, &a, 4); o = (uint16_t)(r - 0x3f000000u); }
-    else { u += 0xc8000fffu + ((u >> 13) & 1u); o = (uint16_t)(u >> 13); }
-    return (uint16_t)(o | (s >> 16));
-}
+static float value(unsigned seed) { return (float)(test_hash(seed) & 0xffff) / 32768.0f - 1.0f; }
 
 typedef struct {
     int bits, bf;          /* 32, or 16 with bf = bfloat16 */

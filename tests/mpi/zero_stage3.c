@@ -21,19 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpi_check.h"
+
 static int rank, world;
 
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", rank, __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fprintf(stderr, "\n");                                                    \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                             \
-        }                                                                             \
-    } while (0)
-
-#define OK(call) CHECK((call) == DSZ_OK, "%s", dsz_last_error())
 #define FAILS(call, status, text)                                                               \
     do {                                                                                        \
         dsz_status st_ = (call);                                                                \
@@ -47,10 +38,7 @@ static int64_t SHAPES[NP][2] = {{300, 1}, {40, 7}, {7, 1}, {40, 7}, {33, 1}};
 static const int NDIM[NP] = {1, 2, 1, 2, 1};
 static size_t numel(int i) { return (size_t)(SHAPES[i][0] * SHAPES[i][1]); }
 
-static float value(unsigned seed) {
-    seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
-    return (float)(seed & 0xffff) / 32768.0f - 1.0f;
-}
+static float value(unsigned seed) { return (float)(test_hash(seed) & 0xffff) / 32768.0f - 1.0f; }
 
 typedef struct {
     float *data[NP];

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../mpi/mpi_check.h"
+
 static int rank, world;
 static FILE *rank_log;
 
@@ -42,16 +44,7 @@ static int64_t SHAPES[NP][2] = {{1037, 1}, {53, 11}, {1, 1}, {64, 8}};
 static const int NDIM[NP] = {1, 2, 1, 2};
 static size_t numel(int i) { return (size_t)(SHAPES[i][0] * SHAPES[i][1]); }
 
-static float value(unsigned seed) {
-    seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
-    return (float)(seed & 0xffff) / 32768.0f - 1.0f;
-}
-
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
+static float value(unsigned seed) { return (float)(test_hash(seed) & 0xffff) / 32768.0f - 1.0f; }
 
 static void quiet(int32_t l, const char *m, void *u) { (void)l; (void)m; (void)u; }
 
@@ -104,7 +97,7 @@ int main(int argc, char **argv) {
         data[i] = malloc(numel(i) * es);
         for (size_t k = 0; k < numel(i); ++k) {
             const float v = 0.5f * value((unsigned)(i * 1000 + (int)k));
-            if (bf) ((uint16_t *)data[i])[k] = to_bf16(v);
+            if (bf) ((uint16_t *)data[i])[k] = to16(v, 1);
             else ((float *)data[i])[k] = v;
         }
         memset(&t[i], 0, sizeof t[i]);
@@ -136,7 +129,7 @@ int main(int argc, char **argv) {
             check(dsz_gather(e, &i, 1, NULL), "dsz_gather");
             for (size_t k = 0; k < numel((int)i); ++k) {
                 const float v = (float)(mult * value((unsigned)(s * 7919 + rank * 104729 + (long)i * 131 + (long)k * 3)));
-                if (bf) ((uint16_t *)g)[k] = to_bf16(v);
+                if (bf) ((uint16_t *)g)[k] = to16(v, 1);
                 else ((float *)g)[k] = v;
             }
             DLTensor gt = t[i];

@@ -22,21 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../mpi/mpi_check.h"
+
 #include "pipe_mlp.h"
 
 static int rank, world;
-
-#define CHECK(cond, ...)                                                                             \
-    do {                                                                                             \
-        if (!(cond)) {                                                                               \
-            fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", rank, __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                            \
-            fprintf(stderr, "\n");                                                                   \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                                            \
-        }                                                                                            \
-    } while (0)
-
-#define OK(call) CHECK((call) == DSZ_OK, "%s", dsz_last_error())
 
 enum { LAYERS = 6, BATCH = 4, M = 4, BATCHES = 4 };
 static const int DIMS[LAYERS + 1] = {6, 12, 10, 10, 8, 8, 3};
