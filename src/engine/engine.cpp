@@ -109,12 +109,6 @@ size_t Engine::param_index(const std::string &name) const {
     return it->second;
 }
 
-size_t Engine::n_elements() const {
-    size_t n = 0;
-    for (const ParamRecord &p : params_) n += p.host.numel;
-    return n;
-}
-
 double Engine::group_lr(size_t g) const {
     if (g >= groups_.size())
         fail(DSZ_ERR_INVALID_ARGUMENT, "parameter group %zu does not exist (%zu groups)", g, groups_.size());
@@ -205,6 +199,8 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
 
     if (swap_) prepare_swap(gs);
     params_ = std::move(params);
+    n_elements_ = 0;
+    for (const ParamRecord &p : params_) n_elements_ += p.host.numel;
     by_name_ = std::move(by_name);
     groups_ = std::move(gs);
     layout_ = std::move(layout);

@@ -192,7 +192,7 @@ public:
     double group_lr(size_t g) const;
     size_t n_groups() const { return groups_.size(); }
     size_t n_params() const { return params_.size(); }
-    size_t n_elements() const;
+    size_t n_elements() const { return n_elements_; }
 
     /* Forgets the micro-batches of the current accumulation window (their
      * gradients and counts), as if they never happened: the pipeline
@@ -278,6 +278,7 @@ private:
      * moments on different ranks). */
     std::unique_ptr<comm::Communicator> param_comm_;
     std::deque<ParamFetch> fetches_;   /* in flight, oldest first */
+    size_t available_elements_ = 0;    /* of the parameters whose `full` exists */
     int64_t next_fetch_ = 0;
     /* The order of dsz_gather calls in one micro-batch, for prefetching. */
     enum class Trace : uint8_t { recording, valid, restart };
@@ -294,6 +295,7 @@ private:
     std::unordered_map<std::string, size_t> by_name_;
     std::vector<GroupState> groups_;
     bool registered_ = false;
+    size_t n_elements_ = 0;            /* parameter elements registered */
 
     bool in_micro_ = false;            /* grads arrived since the last backward */
     bool backward_done_ = false;       /* backward called, step not yet */

@@ -19,11 +19,10 @@ namespace dsz {
 
 Engine::MemoryFigures Engine::memory() const {
     MemoryFigures m;
-    for (const ParamRecord &p : params_) {
-        const size_t bytes = p.host.numel * dtype_size(p.host.dtype);
-        if (cfg_.zero.stage != 3) m.host_params += bytes;
-        if (p.full) m.gathered += bytes;
-    }
+    /* Counters, not a walk over the parameters: stage 3 calls this on every fetch. */
+    const size_t es = params_.empty() ? 0 : dtype_size(params_[0].host.dtype);
+    if (cfg_.zero.stage != 3) m.host_params = n_elements_ * es;
+    m.gathered = available_elements_ * es;
     for (const ParamFetch &f : fetches_) m.comm_buffers += f.send.capacity() + f.recv.capacity();
     for (const GroupState &G : groups_) {
         m.master += G.master.capacity() * sizeof(float);

@@ -127,7 +127,10 @@ void Engine::start_fetch(const std::vector<size_t> &params) {
     ++next_fetch_;
     for (size_t i : params) {
         ParamRecord &p = params_[i];
-        if (!p.full) p.full.reset(new char[std::max<size_t>(1, p.host.numel * es)]);
+        if (!p.full) {
+            p.full.reset(new char[std::max<size_t>(1, p.host.numel * es)]);
+            available_elements_ += p.host.numel;
+        }
         p.fetch = f.id;
     }
     size_t all = 0;
@@ -194,7 +197,11 @@ void Engine::finish_all_fetches() {
     while (!fetches_.empty()) finish_fetch(fetches_.front().id);
 }
 
-void Engine::drop_values(ParamRecord &p) { p.full.reset(); }
+void Engine::drop_values(ParamRecord &p) {
+    if (!p.full) return;
+    p.full.reset();
+    available_elements_ -= p.host.numel;
+}
 
 void Engine::gather(const std::vector<size_t> &indices, DLTensor *out) {
     check_indices("dsz_gather", indices);
@@ -268,9 +275,7 @@ bool Engine::reused_soon(size_t index) const {
  * available yet: at most prefetch_bucket_size elements, and no more than
  * max_live_parameters elements available (or coming) at once. */
 void Engine::prefetch_along_trace() {
-    int64_t live = 0;
-    for (const ParamRecord &p : params_)
-        if (p.full) live += static_cast<int64_t>(p.host.numel);
+    const int64_t live = static_cast<int64_t>(available_elements_);
     const int64_t budget = std::min<int64_t>(cfg_.zero.prefetch_bucket_size, cfg_.zero.max_live_parameters - live);
     std::vector<size_t> next;
     int64_t taken = 0;
