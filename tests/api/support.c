@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 DLDataType dt_f32(void) { DLDataType d = {kDLFloat, 32, 1}; return d; }
@@ -131,17 +132,30 @@ dsz_engine *engine_from_json(const char *json) {
     return e;
 }
 
-static float toy_value(uint32_t seed) {
+float test_value(uint32_t seed) {
     seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
     return (float)(seed & 0xffff) / 32768.0f - 1.0f;
+}
+
+int have_aio(void) { return (dsz_features() & DSZ_FEATURE_AIO) != 0; }
+
+void run_sh(const char *fmt, const char *arg) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, fmt, arg, arg);
+    (void)system(cmd);
+}
+
+int path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
 }
 
 void toy_make(toy_model *m, DLDataType dtype) {
     const int64_t ws[2] = {3, 5}, bs[1] = {7};
     tt_make(&m->w, dtype, 2, ws);
     tt_make(&m->b, dtype, 1, bs);
-    for (size_t i = 0; i < 15; ++i) tt_set(&m->w, i, toy_value((uint32_t)i + 1000));
-    for (size_t i = 0; i < 7; ++i) tt_set(&m->b, i, toy_value((uint32_t)i + 2000));
+    for (size_t i = 0; i < 15; ++i) tt_set(&m->w, i, test_value((uint32_t)i + 1000));
+    for (size_t i = 0; i < 7; ++i) tt_set(&m->b, i, test_value((uint32_t)i + 2000));
 }
 
 void toy_register(dsz_engine *e, toy_model *m) {
@@ -160,8 +174,8 @@ void toy_micro_step(dsz_engine *e, toy_model *m, int k, dsz_step_info *info) {
     test_tensor gw, gb;
     tt_make(&gw, m->w.t.dtype, 2, m->w.shape);
     tt_make(&gb, m->b.t.dtype, 1, m->b.shape);
-    for (size_t i = 0; i < 15; ++i) tt_set(&gw, i, (float)(toy_value((uint32_t)(k * 97 + (int)i)) * mult));
-    for (size_t i = 0; i < 7; ++i) tt_set(&gb, i, (float)(toy_value((uint32_t)(k * 89 + 50 + (int)i)) * mult));
+    for (size_t i = 0; i < 15; ++i) tt_set(&gw, i, (float)(test_value((uint32_t)(k * 97 + (int)i)) * mult));
+    for (size_t i = 0; i < 7; ++i) tt_set(&gb, i, (float)(test_value((uint32_t)(k * 89 + 50 + (int)i)) * mult));
     assert_ok(dsz_grad_ready(e, 1, &gb.t));
     assert_ok(dsz_grad_ready(e, 0, &gw.t));
     assert_ok(dsz_backward(e));

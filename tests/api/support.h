@@ -59,3 +59,11 @@ void toy_micro_step(dsz_engine *e, toy_model *m, int k, dsz_step_info *info);
 /* Element i of a tensor as float, whatever its dtype. */
 float tt_get(const test_tensor *tt, size_t i);
 void tt_set(test_tensor *tt, size_t i, float v);
+
+/* Shared by the tests that need files: whether this build has libaio; a
+ * shell command with `arg` substituted for every %s (at most two); whether a
+ * path exists. And a deterministic value in [-1, 1) per seed. */
+int have_aio(void);
+void run_sh(const char *fmt, const char *arg);
+int path_exists(const char *path);
+float test_value(uint32_t seed);

@@ -24,30 +24,17 @@
 
 static char root[256];
 
-static int have_aio(void) { return (dsz_features() & DSZ_FEATURE_AIO) != 0; }
-
-static void sh(const char *fmt, const char *arg) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, fmt, arg, arg);
-    (void)system(cmd);
-}
-
 static int setup(void **state) {
     (void)state;
     snprintf(root, sizeof root, "/tmp/dsz_nvme_test_%d", (int)getpid());
-    sh("rm -rf %s; mkdir -p %s", root);
+    run_sh("rm -rf %s; mkdir -p %s", root);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    sh("rm -rf %s", root);
+    run_sh("rm -rf %s", root);
     return 0;
-}
-
-static int exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
 }
 
 /* ---- a model of five tensors; one spans several 64K-element spans ---- */
@@ -59,15 +46,10 @@ typedef struct model {
     test_tensor t[NT];
 } model;
 
-static float value_of(uint32_t seed) {
-    seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
-    return (float)(seed & 0xffff) / 32768.0f - 1.0f;
-}
-
 static void model_make(model *m, DLDataType dt, int n, const int64_t *sizes) {
     for (int k = 0; k < n; ++k) {
         tt_make(&m->t[k], dt, 1, &sizes[k]);
-        for (int64_t i = 0; i < sizes[k]; ++i) tt_set(&m->t[k], (size_t)i, value_of((uint32_t)(k * 100003 + i)));
+        for (int64_t i = 0; i < sizes[k]; ++i) tt_set(&m->t[k], (size_t)i, test_value((uint32_t)(k * 100003 + i)));
     }
 }
 
@@ -96,7 +78,7 @@ static void train(dsz_engine *e, model *m, int n, int from, int to) {
             test_tensor g;
             tt_make(&g, m->t[k].t.dtype, 1, m->t[k].shape);
             for (size_t i = 0; i < tt_numel(&g); ++i)
-                tt_set(&g, i, (float)(mul * value_of((uint32_t)(s * 7919 + k * 131 + (int)i * 3))));
+                tt_set(&g, i, (float)(mul * test_value((uint32_t)(s * 7919 + k * 131 + (int)i * 3))));
             assert_ok(dsz_grad_ready(e, (size_t)k, &g.t));
             tt_free(&g);
         }
@@ -198,7 +180,7 @@ static void test_parity_with_memory(void **state) {
     }
     char folder[512];
     snprintf(folder, sizeof folder, "%s/zero_stage_3", root);
-    assert_false(exists(folder)); /* removed by dsz_engine_free */
+    assert_false(path_exists(folder)); /* removed by dsz_engine_free */
 }
 
 static void test_checkpoint_round_trip(void **state) {
@@ -296,16 +278,16 @@ static void test_bad_paths(void **state) {
     snprintf(off, sizeof off, "\"device\": \"nvme\", \"nvme_path\": \"%s\"", path);
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
     assert_null(make_engine(json, DSZ_ERR_IO, path));
-    assert_false(exists(path));
+    assert_false(path_exists(path));
     /* A file. */
     snprintf(path, sizeof path, "%s/a_file", root);
-    sh("touch %s", path);
+    run_sh("touch %s", path);
     snprintf(off, sizeof off, "\"device\": \"nvme\", \"nvme_path\": \"%s\"", path);
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
     assert_null(make_engine(json, DSZ_ERR_IO, "not a directory"));
     /* Unwritable: a read-only mount where this process may mount, else a 0555 folder (root ignores modes). */
     snprintf(path, sizeof path, "%s/readonly", root);
-    sh("mkdir -p %s", path);
+    run_sh("mkdir -p %s", path);
     int mounted = mount("none", path, "tmpfs", MS_RDONLY, "size=64k") == 0;
     if (!mounted) chmod(path, 0555);
     if (mounted || geteuid() != 0) {
@@ -347,7 +329,7 @@ static void expect_full(const char *nvme_path, const char *needle) {
     model_free(&m, NT);
     char folder[512];
     snprintf(folder, sizeof folder, "%s/zero_stage_3", nvme_path);
-    assert_false(exists(folder));
+    assert_false(path_exists(folder));
 }
 
 static void test_full_disk(void **state) {
@@ -366,7 +348,7 @@ static void test_full_disk(void **state) {
     /* A small filesystem, where this process may mount one. */
     char path[512];
     snprintf(path, sizeof path, "%s/small", root);
-    sh("mkdir -p %s", path);
+    run_sh("mkdir -p %s", path);
     if (mount("none", path, "tmpfs", 0, "size=256k") != 0) return;
     expect_full(path, "disk is full");
     umount(path);
@@ -386,7 +368,7 @@ static void test_truncated_swap_file(void **state) {
     size_t n0, n1;
     unsigned char *before = snapshot(e, NT, &n0);
     snprintf(file, sizeof file, "%s/zero_stage_3/optimizer/rank0/group0.exp_avg_sq.swp", root);
-    assert_true(exists(file));
+    assert_true(path_exists(file));
     char ckpt[512];
     snprintf(ckpt, sizeof ckpt, "%s/ckpt_trunc", root);
     assert_ok(dsz_save(e, ckpt, "t", NULL));
@@ -415,7 +397,7 @@ static void test_truncated_swap_file(void **state) {
     free(before);
     dsz_engine_free(e);
     model_free(&m, NT);
-    assert_false(exists(file));
+    assert_false(path_exists(file));
 }
 
 static void test_refused_without_libaio(void **state) {

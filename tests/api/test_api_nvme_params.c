@@ -20,30 +20,17 @@
 
 static char root[256];
 
-static int have_aio(void) { return (dsz_features() & DSZ_FEATURE_AIO) != 0; }
-
-static void sh(const char *fmt, const char *arg) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, fmt, arg, arg);
-    (void)system(cmd);
-}
-
 static int setup(void **state) {
     (void)state;
     snprintf(root, sizeof root, "/tmp/dsz_nvme_params_test_%d", (int)getpid());
-    sh("rm -rf %s; mkdir -p %s", root);
+    run_sh("rm -rf %s; mkdir -p %s", root);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    sh("rm -rf %s", root);
+    run_sh("rm -rf %s", root);
     return 0;
-}
-
-static int exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
 }
 
 /* ---- a model of five tensors; one larger than the staging buffers ---- */
@@ -55,15 +42,10 @@ typedef struct model {
     test_tensor t[NT];
 } model;
 
-static float value_of(uint32_t seed) {
-    seed ^= seed >> 16; seed *= 0x7feb352dU; seed ^= seed >> 15; seed *= 0x846ca68bU; seed ^= seed >> 16;
-    return (float)(seed & 0xffff) / 32768.0f - 1.0f;
-}
-
 static void model_make(model *m, DLDataType dt) {
     for (int k = 0; k < NT; ++k) {
         tt_make(&m->t[k], dt, 1, &SIZES[k]);
-        for (int64_t i = 0; i < SIZES[k]; ++i) tt_set(&m->t[k], (size_t)i, value_of((uint32_t)(k * 100003 + i)));
+        for (int64_t i = 0; i < SIZES[k]; ++i) tt_set(&m->t[k], (size_t)i, test_value((uint32_t)(k * 100003 + i)));
     }
 }
 
@@ -86,7 +68,7 @@ static void micro_batch(dsz_engine *e, model *m, int s) {
         test_tensor g;
         tt_make(&g, m->t[k].t.dtype, 1, m->t[k].shape);
         for (size_t i = 0; i < tt_numel(&g); ++i)
-            tt_set(&g, i, (float)(mul * value_of((uint32_t)(s * 7919 + k * 131 + (int)i * 3))));
+            tt_set(&g, i, (float)(mul * test_value((uint32_t)(s * 7919 + k * 131 + (int)i * 3))));
         assert_ok(dsz_grad_ready(e, (size_t)k, &g.t));
         tt_free(&g);
     }
@@ -199,7 +181,7 @@ static void test_parity_with_memory(void **state) {
         model_make(&mn, dt);
         assert_ok(model_register(ref, &mr));
         assert_ok(model_register(nv, &mn));
-        assert_true(exists(file));
+        assert_true(path_exists(file));
         train(ref, &mr, 0, 6);
         train(nv, &mn, 0, 6);
         size_t br, bn;
@@ -214,7 +196,7 @@ static void test_parity_with_memory(void **state) {
         model_free(&mn);
         char folder[512];
         path_of(folder, sizeof folder, "");
-        assert_false(exists(folder)); /* removed by dsz_engine_free */
+        assert_false(path_exists(folder)); /* removed by dsz_engine_free */
     }
 }
 
@@ -278,7 +260,7 @@ static dsz_status register_many(dsz_engine *e, test_tensor *t) {
     const int64_t size = EACH;
     for (int k = 0; k < MANY; ++k) {
         tt_make(&t[k], dt_f32(), 1, &size);
-        for (size_t i = 0; i < EACH; ++i) tt_set(&t[k], i, value_of((uint32_t)(k * EACH + (int)i)));
+        for (size_t i = 0; i < EACH; ++i) tt_set(&t[k], i, test_value((uint32_t)(k * EACH + (int)i)));
         snprintf(names[k], sizeof names[k], "p%d", k);
         p[k] = (dsz_param){names[k], &t[k].t, 0, 0};
     }
@@ -327,7 +309,7 @@ static void test_memory_within_budget(void **state) {
     assert_status(register_many(e, t), DSZ_ERR_CONFIG, "max_in_cpu");
     char file[512];
     path_of(file, sizeof file, "fp32params/rank0/group0.fp32.swp");
-    assert_false(exists(file));
+    assert_false(path_exists(file));
     for (int k = 0; k < MANY; ++k) tt_free(&t[k]);
     dsz_engine_free(e);
 }
@@ -348,7 +330,7 @@ static void test_truncated_swap_file(void **state) {
     snprintf(ckpt, sizeof ckpt, "%s/ckpt_trunc", root);
     assert_ok(dsz_save(e, ckpt, "t", NULL));
     path_of(file, sizeof file, "fp32params/rank0/group0.fp32.swp");
-    assert_true(exists(file));
+    assert_true(path_exists(file));
     assert_int_equal(truncate(file, 4096), 0);
     /* Gathers, saves and steps all refuse, naming the file. */
     size_t idx = 2;
@@ -372,7 +354,7 @@ static void test_truncated_swap_file(void **state) {
     free(before);
     dsz_engine_free(e);
     model_free(&m);
-    assert_false(exists(file));
+    assert_false(path_exists(file));
 }
 
 static void test_config(void **state) {
@@ -399,7 +381,7 @@ static void test_config(void **state) {
     dsz_engine *e = make_engine(json, DSZ_OK, NULL);
     char folder[512];
     path_of(folder, sizeof folder, "fp32params");
-    assert_false(exists(folder));
+    assert_false(path_exists(folder));
     dsz_engine_free(e);
 }
 
