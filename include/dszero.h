@@ -217,11 +217,19 @@ typedef struct dsz_param {
  * the config's optimizer.params. */
 #define DSZ_GROUP_LR           (1u << 0)
 #define DSZ_GROUP_WEIGHT_DECAY (1u << 1)
+/* The group holds expert parameters of a mixture-of-experts layer whose
+ * expert-parallel groups have `ep_size` ranks (DeepSpeed's "ep_size_<ep>"
+ * groups; docs/moe.md): ranks of one expert-parallel group register
+ * different experts (distinct names, the same shapes), their gradients are
+ * summed over the expert-data-parallel group only and divided by the whole
+ * data-parallel size, and ZeRO partitions the group over the
+ * expert-data-parallel group. ep_size must divide the world size. */
+#define DSZ_GROUP_EXPERT       (1u << 2)
 
 typedef struct dsz_param_group {
     const char *name;      /* may be NULL; copied */
     uint32_t set_fields;   /* DSZ_GROUP_* bits */
-    uint32_t reserved0;
+    uint32_t ep_size;      /* with DSZ_GROUP_EXPERT (>= 1); otherwise must be 0 */
     double lr;
     double weight_decay;
 } dsz_param_group;

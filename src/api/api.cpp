@@ -198,8 +198,17 @@ DSZ_API dsz_status dsz_register_params(dsz_engine *engine, const dsz_param *para
         std::vector<GroupSpec> specs(n_groups);
         for (size_t g = 0; g < n_groups; ++g) {
             const dsz_param_group &G = groups[g];
-            if (G.set_fields & ~uint32_t(DSZ_GROUP_LR | DSZ_GROUP_WEIGHT_DECAY))
+            if (G.set_fields & ~uint32_t(DSZ_GROUP_LR | DSZ_GROUP_WEIGHT_DECAY | DSZ_GROUP_EXPERT))
                 fail(DSZ_ERR_INVALID_ARGUMENT, "groups[%zu].set_fields has unknown bits 0x%x", g, G.set_fields);
+            if (G.set_fields & DSZ_GROUP_EXPERT) {
+                if (G.ep_size < 1 || G.ep_size > (1u << 24))
+                    fail(DSZ_ERR_INVALID_ARGUMENT, "groups[%zu].ep_size is %u: an expert group needs ep_size >= 1", g,
+                         G.ep_size);
+                specs[g].ep_size = static_cast<int>(G.ep_size);
+            } else if (G.ep_size != 0) {
+                fail(DSZ_ERR_INVALID_ARGUMENT, "groups[%zu].ep_size is %u without DSZ_GROUP_EXPERT in set_fields", g,
+                     G.ep_size);
+            }
             specs[g].name = G.name ? G.name : "";
             specs[g].has_lr = G.set_fields & DSZ_GROUP_LR;
             specs[g].has_weight_decay = G.set_fields & DSZ_GROUP_WEIGHT_DECAY;

@@ -126,6 +126,7 @@ struct GroupSpec {
     std::string name;
     bool has_lr = false, has_weight_decay = false;
     double lr = 0, weight_decay = 0;
+    int ep_size = 0;               /* > 0: expert parameters (DSZ_GROUP_EXPERT) */
 };
 
 struct StepResult {

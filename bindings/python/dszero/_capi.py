@@ -52,6 +52,7 @@ DSZ_LOG_ERROR = 3
 
 DSZ_GROUP_LR = 1 << 0
 DSZ_GROUP_WEIGHT_DECAY = 1 << 1
+DSZ_GROUP_EXPERT = 1 << 2
 
 DSZ_LOAD_SKIP_OPTIMIZER_STATES = 1 << 0
 DSZ_LOAD_SKIP_LR_SCHEDULER = 1 << 1
@@ -138,7 +139,7 @@ class dsz_param(Structure):
 
 
 class dsz_param_group(Structure):
-    _fields_ = [("name", c_char_p), ("set_fields", c_uint32), ("reserved0", c_uint32), ("lr", c_double),
+    _fields_ = [("name", c_char_p), ("set_fields", c_uint32), ("ep_size", c_uint32), ("lr", c_double),
                 ("weight_decay", c_double)]
 
 

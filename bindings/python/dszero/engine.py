@@ -83,6 +83,7 @@ class ParamGroup:
     name: Optional[str] = None
     lr: Optional[float] = None
     weight_decay: Optional[float] = None
+    ep_size: Optional[int] = None     # expert parameters of an MoE layer (docs/moe.md)
 
     def to_c(self):
         g = _capi.dsz_param_group()
@@ -93,6 +94,9 @@ class ParamGroup:
         if self.weight_decay is not None:
             g.set_fields |= _capi.DSZ_GROUP_WEIGHT_DECAY
             g.weight_decay = float(self.weight_decay)
+        if self.ep_size is not None:
+            g.set_fields |= _capi.DSZ_GROUP_EXPERT
+            g.ep_size = int(self.ep_size)
         return g
 
 

@@ -183,11 +183,12 @@ end
 
 const DSZ_GROUP_LR = UInt32(1) << 0
 const DSZ_GROUP_WEIGHT_DECAY = UInt32(1) << 1
+const DSZ_GROUP_EXPERT = UInt32(1) << 2
 
 struct dsz_param_group
     name::Ptr{Cchar}
     set_fields::UInt32
-    reserved0::UInt32
+    ep_size::UInt32
     lr::Cdouble
     weight_decay::Cdouble
 end

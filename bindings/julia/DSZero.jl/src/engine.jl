@@ -36,11 +36,15 @@ end
 
 Param(p::Pair{<:AbstractString,<:Array}; kw...) = Param(p.first, p.second; kw...)
 
-"Optimizer settings of a parameter group; `nothing` takes the config's."
+"""
+Optimizer settings of a parameter group; `nothing` takes the config's.
+`ep_size` marks a group of mixture-of-experts expert parameters (docs/moe.md).
+"""
 Base.@kwdef struct ParamGroup
     name::Union{Nothing,String} = nothing
     lr::Union{Nothing,Float64} = nothing
     weight_decay::Union{Nothing,Float64} = nothing
+    ep_size::Union{Nothing,Int} = nothing
 end
 
 "What `step!` did (`dsz_step_info`)."
@@ -171,8 +175,10 @@ function register_params!(eng::Engine, params::AbstractVector; groups::AbstractV
                for (i, p) in enumerate(ps)]
         graw = [L.dsz_param_group(cstr_or_null(gnames[i]),
                                   (g.lr === nothing ? 0 : L.DSZ_GROUP_LR) |
-                                  (g.weight_decay === nothing ? 0 : L.DSZ_GROUP_WEIGHT_DECAY),
-                                  0, something(g.lr, 0.0), something(g.weight_decay, 0.0))
+                                  (g.weight_decay === nothing ? 0 : L.DSZ_GROUP_WEIGHT_DECAY) |
+                                  (g.ep_size === nothing ? 0 : L.DSZ_GROUP_EXPERT),
+                                  UInt32(something(g.ep_size, 0)), something(g.lr, 0.0),
+                                  something(g.weight_decay, 0.0))
                 for (i, g) in enumerate(groups)]
         GC.@preserve raw graw begin
             check(L.dsz_register_params(eng, raw, length(raw), isempty(graw) ? C_NULL : pointer(graw),

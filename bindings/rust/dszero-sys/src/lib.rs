@@ -98,13 +98,14 @@ pub struct dsz_param {
 
 pub const DSZ_GROUP_LR: u32 = 1 << 0;
 pub const DSZ_GROUP_WEIGHT_DECAY: u32 = 1 << 1;
+pub const DSZ_GROUP_EXPERT: u32 = 1 << 2;
 
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct dsz_param_group {
     pub name: *const c_char,
     pub set_fields: u32,
-    pub reserved0: u32,
+    pub ep_size: u32,
     pub lr: f64,
     pub weight_decay: f64,
 }

@@ -77,7 +77,7 @@ fn table() -> Table {
         dsz_param_group {
             name,
             set_fields,
-            reserved0,
+            ep_size,
             lr,
             weight_decay
         }
@@ -211,6 +211,7 @@ fn table() -> Table {
         DSZ_LOG_ERROR,
         DSZ_GROUP_LR,
         DSZ_GROUP_WEIGHT_DECAY,
+        DSZ_GROUP_EXPERT,
         DSZ_LOAD_SKIP_OPTIMIZER_STATES,
         DSZ_LOAD_SKIP_LR_SCHEDULER,
         DSZ_LOAD_MODULE_ONLY,

@@ -352,6 +352,9 @@ pub struct ParamGroup {
     pub name: Option<String>,
     pub lr: Option<f64>,
     pub weight_decay: Option<f64>,
+    /// Mixture-of-experts expert parameters of an expert-parallel layout
+    /// with this many ranks per expert-parallel group (`DSZ_GROUP_EXPERT`).
+    pub ep_size: Option<u32>,
 }
 
 impl ParamGroup {
@@ -363,10 +366,13 @@ impl ParamGroup {
         if self.weight_decay.is_some() {
             set |= sys::DSZ_GROUP_WEIGHT_DECAY;
         }
+        if self.ep_size.is_some() {
+            set |= sys::DSZ_GROUP_EXPERT;
+        }
         sys::dsz_param_group {
             name: name.map_or(std::ptr::null(), |n| n.as_ptr()),
             set_fields: set,
-            reserved0: 0,
+            ep_size: self.ep_size.unwrap_or(0),
             lr: self.lr.unwrap_or(0.0),
             weight_decay: self.weight_decay.unwrap_or(0.0),
         }
