@@ -73,6 +73,11 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
         (cfg_.optimizer.type == OptimizerType::sgd || cfg_.optimizer.type == OptimizerType::adagrad))
         log_.warn("scheduler.params.cycle_momentum: the optimizer has no betas, so momentum is not cycled");
     if (cfg_.fp16.enabled) scaler_ = LossScaler(cfg_.fp16, cfg_.zero.stage >= 1);
+    /* DeepSpeed: gradients are reduced in communication_data_type, by default the model dtype. */
+    const std::string &cdt = cfg_.communication_data_type;
+    comm_dtype_ = cdt == "fp16" ? DType::f16 : cdt == "bf16" ? DType::bf16 : cdt == "fp32" ? DType::f32
+                                                                                          : model_dtype(cfg_.model_dtype());
+    predivide_ = cfg_.prescale_gradients ? static_cast<double>(world_) : cfg_.gradient_predivide_factor;
     in_pipeline_ = opts.comm != nullptr;
     domains_.emplace_back();
     domains_[0].comm = comm_.get();

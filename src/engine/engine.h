@@ -143,6 +143,7 @@ struct Bucket {
 struct BucketSlot {
     std::vector<float> buf;        /* the micro-batch's gradients of the range */
     std::vector<float> recv;       /* this rank's reduced share */
+    std::vector<uint16_t> buf16, recv16;  /* the same on the wire, 16-bit communication_data_type */
     bool busy = false;
 };
 
@@ -262,6 +263,13 @@ private:
     void complete_bucket(Bucket &k);   /* wait, add into the partition, free its slot */
     void finish_buckets();
     void reduce_at_boundary();         /* stages 0/1 */
+    /* Gradients on the wire (communication_data_type, gradient_predivide_factor):
+     * wire_out scales `grads` (consumed) by 1/predivide and returns them in
+     * the communication dtype (fp32: in place; 16-bit: in `b16`); wire_in
+     * turns reduced wire values back into fp32 sums. */
+    bool wire16() const { return comm_dtype_ != DType::f32; }
+    const void *wire_out(float *grads, size_t n, std::vector<uint16_t> &b16);
+    void wire_in(const void *wire, float *dst, size_t n);
     const float *reduced_grad(const GroupState &G) const;
     void publish_params();             /* stages 1-2: all-gather updated weights */
     /* Stage 3 (zero_gather.cpp) */
@@ -299,6 +307,9 @@ private:
     std::vector<Bucket> buckets_;      /* stage 2, in flat order across groups */
     std::vector<BucketSlot> slots_;
     std::vector<char> publish_send_, publish_recv_;  /* all-gather staging, reused */
+    DType comm_dtype_ = DType::f32;    /* gradient reductions (communication_data_type) */
+    double predivide_ = 1.0;           /* gradients are divided by it before a reduction */
+    std::vector<uint16_t> wire16_, wire16_out_;  /* stages 0/1: 16-bit staging */
     std::vector<size_t> in_flight_;    /* launched, not yet completed, oldest first */
     /* domains_[0] is the world; one more per ep_size of the expert groups.
      * Stage 3: gathers run on each domain's own communicator, so their order

@@ -32,7 +32,10 @@ Engine::MemoryFigures Engine::memory() const {
     }
     if (swap_) m.optimizer += swap_->buffer_bytes(); /* the states themselves are on NVMe */
     if (param_swap_) m.master += param_swap_->buffer_bytes(); /* likewise the masters */
-    for (const BucketSlot &b : slots_) m.comm_buffers += (b.buf.capacity() + b.recv.capacity()) * sizeof(float);
+    for (const BucketSlot &b : slots_)
+        m.comm_buffers += (b.buf.capacity() + b.recv.capacity()) * sizeof(float) +
+                          (b.buf16.capacity() + b.recv16.capacity()) * sizeof(uint16_t);
+    m.comm_buffers += (wire16_.capacity() + wire16_out_.capacity()) * sizeof(uint16_t);
     m.comm_buffers += publish_send_.capacity() + publish_recv_.capacity();
     return m;
 }

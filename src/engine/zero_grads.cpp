@@ -15,7 +15,12 @@
  * reduced over the ranks sharing it: the world, or for MoE expert groups
  * the expert-data-parallel group; either way the sum is later divided by
  * the world size (DeepSpeed divides expert gradients by the whole
- * data-parallel size too).
+ * data-parallel size too). On the wire gradients travel in
+ * communication_data_type -- by default the model dtype, as in DeepSpeed:
+ * fp16/bf16 training reduces 16-bit gradients (half the bytes; every
+ * partial sum rounded to 16 bits, rank by rank) into the fp32 accumulators
+ * -- divided first by gradient_predivide_factor (or the world size with
+ * prescale_gradients) and multiplied back after.
  */
 #include <algorithm>
 #include <cstring>
@@ -109,11 +114,15 @@ void Engine::launch_ready_buckets(bool all) {
         std::vector<size_t> counts(static_cast<size_t>(G.parts));
         for (int r = 0; r < G.parts; ++r)
             counts[static_cast<size_t>(r)] = partition_overlap(L, r, k.begin, k.end - k.begin).size();
-        if (slot.recv.size() < counts[static_cast<size_t>(G.part)]) slot.recv.resize(counts[static_cast<size_t>(G.part)]);
+        const size_t mine = counts[static_cast<size_t>(G.part)];
+        if (slot.recv.size() < mine) slot.recv.resize(mine);
+        if (wire16() && slot.recv16.size() < mine) slot.recv16.resize(mine);
         count_comm(k.end - k.begin);
+        const void *send = wire_out(slot.buf.data(), k.end - k.begin, slot.buf16);
         note_memory();
-        k.req = group_comm(G).ireduce_scatter(slot.buf.data(), slot.recv.data(), comm::Partition::from_counts(counts),
-                                       comm::ElemType::f32, comm::ReduceOp::sum);
+        k.req = group_comm(G).ireduce_scatter(send, wire16() ? static_cast<void *>(slot.recv16.data()) : slot.recv.data(),
+                                              comm::Partition::from_counts(counts), comm::elem_type(comm_dtype_),
+                                              comm::ReduceOp::sum);
         in_flight_.push_back(static_cast<size_t>(next_bucket_));
         if (!cfg_.zero.overlap_comm) {
             complete_bucket(k);
@@ -128,6 +137,7 @@ void Engine::complete_bucket(Bucket &k) {
     GroupState &G = groups_[k.group];
     BucketSlot &slot = slots_[static_cast<size_t>(k.slot)];
     const Range own = partition_overlap(layout_.groups[k.group], G.part, k.begin, k.end - k.begin);
+    wire_in(wire16() ? static_cast<const void *>(slot.recv16.data()) : slot.recv.data(), slot.recv.data(), own.size());
     if (own.size() > 0) {
         float *dst = G.grad.data() + local_of(G, own.begin);
         if (G.grad_window)
@@ -156,14 +166,48 @@ void Engine::reduce_at_boundary() {
         GroupState &G = groups_[g];
         if (G.grad.empty() || G.parts == 1) continue;
         count_comm(cfg_.zero.stage == 0 ? 2 * G.grad.size() : G.grad.size());
-        waiting([&] {
-            if (cfg_.zero.stage == 0)
-                group_comm(G).all_reduce(G.grad.data(), G.grad.data(), G.grad.size(), comm::ElemType::f32,
-                                         comm::ReduceOp::sum);
-            else
-                group_comm(G).reduce_scatter(G.grad.data(), G.part_grad.data(),
-                                             comm::Partition::even(G.grad.size(), G.parts), comm::ElemType::f32,
+        const comm::ElemType type = comm::elem_type(comm_dtype_);
+        void *wire = const_cast<void *>(wire_out(G.grad.data(), G.grad.size(), wire16_));
+        if (cfg_.zero.stage == 0) {
+            waiting([&] { group_comm(G).all_reduce(wire, wire, G.grad.size(), type, comm::ReduceOp::sum); });
+            wire_in(wire, G.grad.data(), G.grad.size());
+        } else {
+            const size_t mine = G.part_grad.size();
+            if (wire16() && wire16_out_.size() < mine) wire16_out_.resize(mine);
+            void *out = wire16() ? static_cast<void *>(wire16_out_.data()) : G.part_grad.data();
+            waiting([&] {
+                group_comm(G).reduce_scatter(wire, out, comm::Partition::even(G.grad.size(), G.parts), type,
                                              comm::ReduceOp::sum);
+            });
+            wire_in(out, G.part_grad.data(), mine);
+        }
+    }
+}
+
+const void *Engine::wire_out(float *grads, size_t n, std::vector<uint16_t> &b16) {
+    if (predivide_ != 1.0) {
+        const float s = static_cast<float>(1.0 / predivide_);
+        pool_->parallel_for(n, kConvertGrain, [&](size_t, size_t b, size_t e) {
+            for (size_t i = b; i < e; ++i) grads[i] *= s;
+        });
+    }
+    if (!wire16()) return grads;
+    if (b16.size() < n) b16.resize(n);
+    pool_->parallel_for(n, kConvertGrain, [&](size_t, size_t b, size_t e) {
+        convert_from_f32(grads + b, b16.data() + b, comm_dtype_, e - b);
+    });
+    return b16.data();
+}
+
+void Engine::wire_in(const void *wire, float *dst, size_t n) {
+    if (wire16())
+        pool_->parallel_for(n, kConvertGrain, [&](size_t, size_t b, size_t e) {
+            convert_to_f32(static_cast<const uint16_t *>(wire) + b, comm_dtype_, dst + b, e - b);
+        });
+    if (predivide_ != 1.0) {
+        const float f = static_cast<float>(predivide_);
+        pool_->parallel_for(n, kConvertGrain, [&](size_t, size_t b, size_t e) {
+            for (size_t i = b; i < e; ++i) dst[i] *= f;
         });
     }
 }

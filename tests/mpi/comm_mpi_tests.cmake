@@ -108,6 +108,16 @@ foreach(np 2 4)
   set_tests_properties(moe_parity_np${np} PROPERTIES
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;moe" TIMEOUT 120 PROCESSORS ${np})
 endforeach()
+# Gradients reduced in communication_data_type (default: the model dtype),
+# with gradient_predivide_factor, at every stage.
+add_executable(comm_dtype ${CMAKE_CURRENT_SOURCE_DIR}/mpi/comm_dtype.c)
+target_link_libraries(comm_dtype PRIVATE dszero MPI::MPI_C)
+foreach(np 2 3)
+  add_test(NAME comm_dtype_np${np}
+    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:comm_dtype>)
+  set_tests_properties(comm_dtype_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;zero" TIMEOUT 120 PROCESSORS ${np})
+endforeach()
 # Expert parameters in the engine (DSZ_GROUP_EXPERT): training with ep_size
 # 1, 2 (and 4) agrees at every ZeRO stage; checkpoints reshard across ep_size.
 add_executable(moe_train ${CMAKE_CURRENT_SOURCE_DIR}/mpi/moe_train.c)
