@@ -81,7 +81,7 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
     in_pipeline_ = opts.comm != nullptr;
     domains_.emplace_back();
     domains_[0].comm = comm_.get();
-    if (world_ > 1 && cfg_.zero.stage == 3) domains_[0].params = comm_->split(0, rank_, "zero3-params");
+    if (world_ > 1 && cfg_.zero.stage == 3) domains_[0].gathers = comm_->split(0, rank_, "zero3-params");
     if (cfg_.zero.overlap_comm && cfg_.zero.stage >= 2) {
         const std::string why = comm::background_progress_missing(*comm_);
         if (!why.empty())
@@ -268,7 +268,7 @@ size_t Engine::expert_domain(int ep_size) {
     D.comm = &D.topo->expert_data();
     D.slice_files = comm::Topology::expert_data_groups(D.topo->spec(), world_);
     if (D.comm->size() > 1 && cfg_.zero.stage == 3)
-        D.params = D.comm->split(0, D.comm->rank(), "zero3-expert-params");
+        D.gathers = D.comm->split(0, D.comm->rank(), "zero3-expert-params");
     domains_.push_back(std::move(D));
     return domains_.size() - 1;
 }

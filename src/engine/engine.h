@@ -90,7 +90,7 @@ struct Domain {
     int ep_size = 0;                                /* 0: the world */
     std::unique_ptr<comm::Topology> topo;           /* expert domains */
     comm::Communicator *comm = nullptr;             /* the world or topo->expert_data() */
-    std::unique_ptr<comm::Communicator> params;     /* stage 3 across ranks: the gathers' own */
+    std::unique_ptr<comm::Communicator> gathers;    /* stage 3 across ranks: the gathers' own */
     /* Expert domains: the world ranks of the expert-data-parallel group of
      * expert-parallel rank e, in partition order (checkpoints' slices). */
     std::vector<std::vector<int>> slice_files;

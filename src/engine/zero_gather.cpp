@@ -148,7 +148,7 @@ void Engine::start_domain_fetch(size_t domain, const std::vector<size_t> &params
     for (size_t b : f.bytes) all += b;
     f.recv.resize(all);
     count_comm(total);
-    f.req = (D.params ? *D.params : *D.comm).iall_gather(f.send.data(), f.recv.data(),
+    f.req = (D.gathers ? *D.gathers : *D.comm).iall_gather(f.send.data(), f.recv.data(),
                                                         comm::Partition::from_counts(f.bytes), 1);
     fetches_.push_back(std::move(f));
     note_memory();
