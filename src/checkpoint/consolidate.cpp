@@ -53,17 +53,18 @@ std::string header_json(const Manifest &m, DType dtype) {
 }
 
 /* Streams one parameter's master values out, piece by piece. The shards are
- * visited in rank order (flat order is rank order), so one open reader at a
- * time is enough. */
+ * visited in flat order (rank order, or an expert slice's files in order),
+ * so one open reader at a time is enough. */
 class MasterStream {
 public:
     MasterStream(const Manifest &m, const std::string &cdir) : m_(m), cdir_(cdir) {}
 
-    void read(size_t group, size_t flat, size_t n, float *dst) {
+    void read(size_t group, size_t slice, size_t flat, size_t n, float *dst) {
         const ManifestGroup &G = m_.groups[group];
         while (n > 0) {
-            const int rank = static_cast<int>(flat / G.partition);
-            const size_t in_part = flat - static_cast<size_t>(rank) * G.partition;
+            const size_t part = flat / G.partition;
+            const int rank = m_.file_of(group, slice, part);
+            const size_t in_part = flat - part * G.partition;
             const size_t take = std::min(n, G.partition - in_part);
             const ManifestArray *a = m_.array(rank, group, "master");
             if (!a)
@@ -111,7 +112,7 @@ void consolidate_checkpoint(const std::string &dir, const std::string &tag, cons
                 for (size_t done = 0; done < p.numel;) {
                     const size_t n = std::min(kConsolidatePieceElements, p.numel - done);
                     piece.resize(n);
-                    masters.read(g, p.offset + done, n, piece.data());
+                    masters.read(g, p.slice, p.offset + done, n, piece.data());
                     if (dtype == DType::f32) {
                         out.write(piece.data(), n * sizeof(float));
                     } else {

@@ -8,7 +8,9 @@
  * misread a new checkpoint; readers refuse unknown majors. Minor versions
  * add what old readers may ignore: 1.1 adds a CRC-32 per chunk of each
  * shard, so a reader that needs a few ranges (resharding, consolidation)
- * verifies only what it reads; 1.0 checkpoints still load.
+ * verifies only what it reads; 1.2 adds MoE expert groups ("ep_size" and
+ * per-expert-parallel-rank "slices" in place of "params"; written only
+ * when the model has expert groups). 1.0 and 1.1 checkpoints still load.
  */
 #pragma once
 
@@ -22,7 +24,7 @@ constexpr const char *kManifestName = "manifest.json";
 constexpr const char *kLatestName = "latest";
 constexpr const char *kFormatName = "dszero-checkpoint";
 constexpr int kFormatMajor = 1;
-constexpr int kFormatMinor = 1;
+constexpr int kFormatMinor = 2;
 /* Bytes per checksummed chunk of a shard (format >= 1.1): a reader reads at
  * most one chunk more than it needs at each end of a range. */
 constexpr uint64_t kShardChunkBytes = uint64_t(4) << 20;

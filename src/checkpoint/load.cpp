@@ -68,14 +68,19 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
     ReshardTarget target;
     for (const ParamRecord &p : params_)
         target.params.push_back(ReshardParam{p.name, p.host.shape, static_cast<size_t>(p.group), p.offset, p.host.numel});
-    for (const GroupLayout &L : layout_.groups)
-        target.ranges.emplace_back(static_cast<size_t>(rank_) * L.partition, static_cast<size_t>(rank_ + 1) * L.partition);
+    for (size_t g = 0; g < groups_.size(); ++g) {
+        const size_t P = layout_.groups[g].partition, part = static_cast<size_t>(groups_[g].part);
+        target.ranges.emplace_back(part * P, (part + 1) * P);
+        target.ep_sizes.push_back(groups_[g].ep_size);
+    }
     target.kinds.push_back("master");
     for (int s = 0; load_optim && s < n_states; ++s) target.kinds.push_back(optimizer_->state_name(s));
     const std::vector<ShardCopy> copies = plan_reshard(m, target);
     for (const ManifestGroup &G : m.groups)
         for (const ManifestParam &sp : G.params) {
-            const ParamRecord &p = params_[param_index(sp.name)];
+            const auto it = by_name_.find(sp.name); /* expert parameters: another rank's, maybe */
+            if (it == by_name_.end()) continue;
+            const ParamRecord &p = params_[it->second];
             if (sp.dtype != dtype_name(p.host.dtype))
                 log_.warn(strprintf("%s: parameter '%s' was saved as %s and is loaded into %s", w.c_str(),
                                     p.name.c_str(), sp.dtype.c_str(), dtype_name(p.host.dtype)));
@@ -121,11 +126,12 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
     if (cfg_.zero.stage == 0 && world_ > 1) {
         /* Stage 0 holds everything: every rank read its partition, gather the rest. */
         for (GroupState &G : groups_) {
-            const comm::Partition part = comm::Partition::even(G.master.size(), world_);
-            comm_->all_gather(G.master.data() + part.offset(rank_), G.master.data(), part, sizeof(float));
+            if (G.parts == 1) continue;
+            comm::Communicator &c = group_comm(G);
+            const comm::Partition part = comm::Partition::even(G.master.size(), G.parts);
+            c.all_gather(G.master.data() + part.offset(G.part), G.master.data(), part, sizeof(float));
             if (load_optim)
-                for (auto &st : G.states)
-                    comm_->all_gather(st.data() + part.offset(rank_), st.data(), part, sizeof(float));
+                for (auto &st : G.states) c.all_gather(st.data() + part.offset(G.part), st.data(), part, sizeof(float));
         }
     }
     write_back_all();

@@ -23,6 +23,60 @@ static uint64_t json_size(const cJSON *obj, const char *key, const std::string &
     return static_cast<uint64_t>(v);
 }
 
+/* One slice's parameters, appended to G.params; checks they fill numel. */
+static void parse_params(const cJSON *list, const std::string &wg, size_t slice, ManifestGroup &G) {
+    size_t next = 0;
+    for (const cJSON *o = list->child; o; o = o->next) {
+        ManifestParam p;
+        p.slice = slice;
+        p.name = json_string(o, "name", wg);
+        const std::string wp = wg + " parameter '" + p.name + "'";
+        for (const cJSON *d = json_array(o, "shape", wp)->child; d; d = d->next) {
+            if (!cJSON_IsNumber(d) || d->valuedouble < 0)
+                fail(DSZ_ERR_CHECKPOINT, "%s: shape is malformed", wp.c_str());
+            p.shape.push_back(static_cast<int64_t>(d->valuedouble));
+        }
+        p.dtype = json_string(o, "dtype", wp);
+        p.offset = json_size(o, "offset", wp);
+        p.numel = json_size(o, "numel", wp);
+        size_t n = 1;
+        for (int64_t d : p.shape) n *= static_cast<size_t>(d);
+        if (n != p.numel || p.offset != next)
+            fail(DSZ_ERR_CHECKPOINT, "%s: offset %zu and numel %zu do not follow the layout", wp.c_str(),
+                 p.offset, p.numel);
+        next += p.numel;
+        G.params.push_back(std::move(p));
+    }
+    if (next != G.numel)
+        fail(DSZ_ERR_CHECKPOINT, "%s: the parameters hold %zu elements, numel says %zu", wg.c_str(), next, G.numel);
+}
+
+/* An expert group's slices: ep_size of them, each with its files (together
+ * every rank once) and its parameters. */
+static void parse_slices(const cJSON *jg, const std::string &wg, int world_size, ManifestGroup &G) {
+    std::vector<bool> seen(static_cast<size_t>(world_size), false);
+    for (const cJSON *js = json_array(jg, "slices", wg)->child; js; js = js->next) {
+        const size_t slice = G.slice_files.size();
+        const std::string ws = wg + " slice " + std::to_string(slice);
+        std::vector<int> files;
+        for (const cJSON *f = json_array(js, "files", ws)->child; f; f = f->next) {
+            if (!cJSON_IsNumber(f) || f->valuedouble < 0 || f->valuedouble >= world_size ||
+                seen[static_cast<size_t>(f->valuedouble)])
+                fail(DSZ_ERR_CHECKPOINT, "%s: files lists a rank outside the world size %d or held twice", ws.c_str(),
+                     world_size);
+            seen[static_cast<size_t>(f->valuedouble)] = true;
+            files.push_back(static_cast<int>(f->valuedouble));
+        }
+        if (files.size() != static_cast<size_t>(world_size / G.ep_size))
+            fail(DSZ_ERR_CHECKPOINT, "%s: %zu files for %d ranks per expert-data-parallel group", ws.c_str(),
+                 files.size(), world_size / G.ep_size);
+        G.slice_files.push_back(files);
+        parse_params(json_array(js, "params", ws), ws, slice, G);
+    }
+    if (G.slice_files.size() != static_cast<size_t>(G.ep_size))
+        fail(DSZ_ERR_CHECKPOINT, "%s: %zu slices for ep_size %d", wg.c_str(), G.slice_files.size(), G.ep_size);
+}
+
 static void parse_groups(const cJSON *m, Manifest &out) {
     const std::string &w = out.path;
     const cJSON *groups = json_array(m, "groups", w);
@@ -36,32 +90,20 @@ static void parse_groups(const cJSON *m, Manifest &out) {
         G.numel = json_size(jg, "numel", wg);
         G.padded = json_size(jg, "padded", wg);
         G.partition = json_size(jg, "partition", wg);
-        if (G.padded < G.numel || G.partition * static_cast<uint64_t>(out.world_size) != G.padded)
-            fail(DSZ_ERR_CHECKPOINT, "%s: numel %zu, padded %zu and partition %zu do not fit world size %d",
-                 wg.c_str(), G.numel, G.padded, G.partition, out.world_size);
-        size_t next = 0;
-        for (const cJSON *o = json_array(jg, "params", wg)->child; o; o = o->next) {
-            ManifestParam p;
-            p.name = json_string(o, "name", wg);
-            const std::string wp = wg + " parameter '" + p.name + "'";
-            for (const cJSON *d = json_array(o, "shape", wp)->child; d; d = d->next) {
-                if (!cJSON_IsNumber(d) || d->valuedouble < 0)
-                    fail(DSZ_ERR_CHECKPOINT, "%s: shape is malformed", wp.c_str());
-                p.shape.push_back(static_cast<int64_t>(d->valuedouble));
-            }
-            p.dtype = json_string(o, "dtype", wp);
-            p.offset = json_size(o, "offset", wp);
-            p.numel = json_size(o, "numel", wp);
-            size_t n = 1;
-            for (int64_t d : p.shape) n *= static_cast<size_t>(d);
-            if (n != p.numel || p.offset != next)
-                fail(DSZ_ERR_CHECKPOINT, "%s: offset %zu and numel %zu do not follow the layout", wp.c_str(),
-                     p.offset, p.numel);
-            next += p.numel;
-            G.params.push_back(std::move(p));
+        if (cJSON_GetObjectItemCaseSensitive(jg, "ep_size")) {
+            const int64_t ep = json_int(jg, "ep_size", wg);
+            if (ep < 1 || out.world_size % ep != 0)
+                fail(DSZ_ERR_CHECKPOINT, "%s: ep_size %lld does not divide world size %d", wg.c_str(),
+                     static_cast<long long>(ep), out.world_size);
+            G.ep_size = static_cast<int>(ep);
+            parse_slices(jg, wg, out.world_size, G);
+        } else {
+            parse_params(json_array(jg, "params", wg), wg, 0, G);
         }
-        if (next != G.numel)
-            fail(DSZ_ERR_CHECKPOINT, "%s: the parameters hold %zu elements, numel says %zu", wg.c_str(), next, G.numel);
+        const size_t parts = G.slice_files.empty() ? static_cast<size_t>(out.world_size) : G.slice_files[0].size();
+        if (G.padded < G.numel || G.partition * parts != G.padded)
+            fail(DSZ_ERR_CHECKPOINT, "%s: numel %zu, padded %zu and partition %zu do not fit %zu partitions",
+                 wg.c_str(), G.numel, G.padded, G.partition, parts);
         out.groups.push_back(std::move(G));
     }
 }

@@ -23,16 +23,25 @@ struct ManifestParam {
     std::string name;
     std::vector<int64_t> shape;
     std::string dtype;         /* "float32", "float16", "bfloat16" */
-    size_t offset = 0;         /* flat, inside its group */
+    size_t offset = 0;         /* flat, inside its group's slice */
     size_t numel = 0;
+    size_t slice = 0;          /* expert groups: the expert-parallel rank that held it */
 };
 
+/* A group is one flat layout cut into partitions, one per shard file. An
+ * MoE expert group (format >= 1.2, ep_size > 0) is ep_size such layouts
+ * ("slices", alike in shape, holding different experts): slice e was held
+ * by the ranks of expert-parallel rank e, partition j of it by file
+ * slice_files[e][j]. An ordinary group is one slice held by every file
+ * (slice_files empty: partition j is in file j). */
 struct ManifestGroup {
     std::string name;
     double base_lr = 0, weight_decay = 0;
     int64_t step_count = 0;
-    size_t numel = 0, padded = 0, partition = 0;
-    std::vector<ManifestParam> params;   /* in flat order */
+    int ep_size = 0;                     /* > 0: MoE expert parameters */
+    size_t numel = 0, padded = 0, partition = 0;   /* of one slice */
+    std::vector<ManifestParam> params;   /* slice by slice, each in flat order */
+    std::vector<std::vector<int>> slice_files;
 };
 
 struct ManifestArray {
@@ -72,6 +81,11 @@ struct Manifest {
 
     /* The array `kind` of `group` in shard file `rank`, or nullptr. */
     const ManifestArray *array(int rank, size_t group, const std::string &kind) const;
+    /* The file holding partition `part` of slice `slice` of `group`. */
+    int file_of(size_t group, size_t slice, size_t part) const {
+        const ManifestGroup &G = groups[group];
+        return G.slice_files.empty() ? static_cast<int>(part) : G.slice_files[slice][part];
+    }
 };
 
 /* Parses and checks `text`, the contents of the manifest at `path`. Throws

@@ -32,6 +32,22 @@ std::vector<SavedRef> match_params(const Manifest &m, const ReshardTarget &t) {
         fail(DSZ_ERR_CHECKPOINT, "%s: %zu parameter groups saved, %zu registered", m.path.c_str(), m.groups.size(),
              t.ranges.size());
     const auto saved = saved_by_name(m);
+    auto ep_of = [&](size_t g) { return g < t.ep_sizes.size() ? t.ep_sizes[g] : 0; };
+    std::vector<size_t> registered_in(m.groups.size(), 0);
+    for (const ReshardParam &p : t.params)
+        if (p.group < registered_in.size()) ++registered_in[p.group];
+    for (size_t g = 0; g < m.groups.size(); ++g) {
+        const int ep = ep_of(g);
+        if ((m.groups[g].ep_size > 0) != (ep > 0))
+            fail(DSZ_ERR_CHECKPOINT, "%s: group %zu ('%s') holds %s in the checkpoint but %s here", m.path.c_str(), g,
+                 m.groups[g].name.c_str(), m.groups[g].ep_size > 0 ? "MoE expert parameters" : "ordinary parameters",
+                 ep > 0 ? "expert parameters" : "ordinary parameters");
+        /* Every expert is somewhere: this rank holds 1/ep of the group's. */
+        if (ep > 0 && m.groups[g].params.size() != registered_in[g] * static_cast<size_t>(ep))
+            fail(DSZ_ERR_CHECKPOINT, "%s: expert group %zu ('%s') holds %zu parameters in the checkpoint, but %zu on "
+                                     "each of the %d expert-parallel ranks here",
+                 m.path.c_str(), g, m.groups[g].name.c_str(), m.groups[g].params.size(), registered_in[g], ep);
+    }
     std::vector<SavedRef> where;
     std::unordered_map<std::string, bool> registered;
     for (const ReshardParam &p : t.params) {
@@ -51,7 +67,7 @@ std::vector<SavedRef> match_params(const Manifest &m, const ReshardTarget &t) {
     }
     for (const ManifestGroup &G : m.groups)
         for (const ManifestParam &sp : G.params)
-            if (!registered.count(sp.name))
+            if (G.ep_size == 0 && !registered.count(sp.name))
                 fail(DSZ_ERR_CHECKPOINT, "%s: parameter '%s' is in the checkpoint but not registered", m.path.c_str(),
                      sp.name.c_str());
     return where;
@@ -74,8 +90,9 @@ std::vector<ShardCopy> plan_reshard(const Manifest &m, const ReshardTarget &t) {
         size_t s = sp.offset + (a - p.offset);
         const size_t s_end = sp.offset + (b - p.offset);
         while (s < s_end) {
-            const int rank = static_cast<int>(s / G.partition);
-            const size_t part_begin = static_cast<size_t>(rank) * G.partition;
+            const size_t part = s / G.partition;
+            const int rank = m.file_of(where[i].group, sp.slice, part);
+            const size_t part_begin = part * G.partition;
             const size_t piece_end = std::min(s_end, part_begin + G.partition);
             for (size_t k = 0; k < t.kinds.size(); ++k) {
                 const ManifestArray *arr = m.array(rank, p.group, t.kinds[k]);

@@ -12,7 +12,9 @@
  * tested on its own, and the loader reads exactly the listed ranges.
  * Padding is not copied (it holds no parameter; the loader leaves the
  * initial values there). The same plan serves an unchanged world size (one
- * copy per array) and a ZeRO stage change (only the range differs).
+ * copy per array) and a ZeRO stage change (only the range differs). MoE
+ * expert groups are matched by name too, whatever the saving and loading
+ * ep_size: a rank finds its experts in whichever slice holds them.
  */
 #pragma once
 
@@ -39,6 +41,9 @@ struct ReshardTarget {
     std::vector<std::pair<size_t, size_t>> ranges;
     /* The arrays to fill, by manifest kind ("master", then state names). */
     std::vector<std::string> kinds;
+    /* Per group: > 0 for MoE expert groups (this rank registered only its
+     * experts, 1/ep_size of the group); empty: no expert groups. */
+    std::vector<int> ep_sizes;
 };
 
 struct ShardCopy {

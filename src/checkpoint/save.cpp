@@ -68,7 +68,7 @@ std::string Engine::write_shard(const std::string &dir, uint32_t *crc, uint64_t 
     for (size_t g = 0; g < groups_.size(); ++g) {
         const GroupState &G = groups_[g];
         const size_t P = layout_.groups[g].partition;
-        const size_t begin = local_of(G, static_cast<size_t>(rank_) * P);
+        const size_t begin = local_of(G, static_cast<size_t>(G.part) * P);
         align();
         w.write(G.master.data() + begin, P * sizeof(float));
         for (int s = 0; s < n_states; ++s) { /* in memory or swapped to NVMe */
@@ -236,16 +236,34 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
             cJSON_AddNumberToObject(jg, "numel", static_cast<double>(L.numel));
             cJSON_AddNumberToObject(jg, "padded", static_cast<double>(L.padded));
             cJSON_AddNumberToObject(jg, "partition", static_cast<double>(L.partition));
-            cJSON *jp = cJSON_AddArrayToObject(jg, "params");
-            for (size_t k = 0; k < L.params.size(); ++k) {
-                const ParamRecord &p = params_[L.params[k]];
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddItemToArray(jp, o);
-                cJSON_AddStringToObject(o, "name", p.name.c_str());
-                cJSON_AddItemToObject(o, "shape", shape_json(p.host.shape));
-                cJSON_AddStringToObject(o, "dtype", dtype_name(p.host.dtype));
-                cJSON_AddNumberToObject(o, "offset", static_cast<double>(L.offsets[k]));
-                cJSON_AddNumberToObject(o, "numel", static_cast<double>(p.host.numel));
+            /* The parameters of one slice; an expert slice has other names (the
+             * experts of another expert-parallel rank) and the same shapes. */
+            auto params_json = [&](cJSON *parent, const std::vector<std::string> *names) {
+                cJSON *jp = cJSON_AddArrayToObject(parent, "params");
+                for (size_t k = 0; k < L.params.size(); ++k) {
+                    const ParamRecord &p = params_[L.params[k]];
+                    cJSON *o = cJSON_CreateObject();
+                    cJSON_AddItemToArray(jp, o);
+                    cJSON_AddStringToObject(o, "name", names ? (*names)[k].c_str() : p.name.c_str());
+                    cJSON_AddItemToObject(o, "shape", shape_json(p.host.shape));
+                    cJSON_AddStringToObject(o, "dtype", dtype_name(p.host.dtype));
+                    cJSON_AddNumberToObject(o, "offset", static_cast<double>(L.offsets[k]));
+                    cJSON_AddNumberToObject(o, "numel", static_cast<double>(p.host.numel));
+                }
+            };
+            if (G.ep_size == 0) {
+                params_json(jg, nullptr);
+                continue;
+            }
+            cJSON_AddNumberToObject(jg, "ep_size", G.ep_size);
+            cJSON *slices = cJSON_AddArrayToObject(jg, "slices");
+            const Domain &D = domains_[G.domain];
+            for (size_t e = 0; e < G.slice_names.size(); ++e) {
+                cJSON *js = cJSON_CreateObject();
+                cJSON_AddItemToArray(slices, js);
+                cJSON *files = cJSON_AddArrayToObject(js, "files");
+                for (int r : D.slice_files[e]) cJSON_AddItemToArray(files, cJSON_CreateNumber(r));
+                params_json(js, &G.slice_names[e]);
             }
         }
         cJSON_AddItemToObject(m.get(), "files", manifest_files(info, chunks, chunk_bytes, world_, kinds, partitions));

@@ -77,6 +77,19 @@ void check_consistent(Communicator &comm, const std::string &what, const void *b
     throw Error(DSZ_ERR_INVALID_ARGUMENT, msg);
 }
 
+std::vector<std::string> all_gather_text(Communicator &comm, const std::string &text) {
+    const uint64_t len = text.size();
+    const std::vector<uint64_t> lens = gather_u64(comm, &len, 1);
+    std::vector<size_t> counts(lens.begin(), lens.end());
+    const Partition part = Partition::from_counts(counts);
+    std::vector<char> all(part.total() + 1, 0);
+    comm.all_gather(text.data(), all.data(), part, 1);
+    std::vector<std::string> out(counts.size());
+    for (size_t r = 0; r < counts.size(); ++r)
+        out[r].assign(all.data() + part.offset(static_cast<int>(r)), counts[r]);
+    return out;
+}
+
 void check_consistent(Communicator &comm, const std::string &what, const std::vector<std::string> &items) {
     const size_t W = static_cast<size_t>(comm.size());
     std::vector<uint64_t> item_digests(items.size());
@@ -110,22 +123,11 @@ void check_consistent(Communicator &comm, const std::string &what, const std::ve
                 break;
             }
 
-    /* Each rank's text of item `first` ("" marks "no such item"). */
+    /* Each rank's text of item `first` (none: "nothing"). */
     const bool has = first < items.size();
-    const std::string text = has ? clip(items[first]) : std::string();
-    const uint64_t len = has ? text.size() + 1 : 0;
-    const std::vector<uint64_t> lens = gather_u64(comm, &len, 1);
-    std::vector<size_t> text_counts(W);
-    for (size_t r = 0; r < W; ++r) text_counts[r] = static_cast<size_t>(lens[r]);
-    const Partition tpart = Partition::from_counts(text_counts);
-    std::string mine = has ? text + '\n' : std::string();
-    std::vector<char> texts(tpart.total() + 1, 0);
-    comm.all_gather(mine.data(), texts.data(), tpart, 1);
+    const std::vector<std::string> texts = all_gather_text(comm, has ? "'" + clip(items[first]) + "'" : std::string());
     std::vector<std::string> per_rank(W);
-    for (size_t r = 0; r < W; ++r)
-        per_rank[r] = lens[r] ? "'" + std::string(texts.data() + tpart.offset(static_cast<int>(r)),
-                                                  static_cast<size_t>(lens[r] - 1)) + "'"
-                              : std::string("nothing");
+    for (size_t r = 0; r < W; ++r) per_rank[r] = texts[r].empty() ? std::string("nothing") : texts[r];
 
     std::string msg = what + " differs across ranks";
     auto count_groups = group_ranks(counts);
@@ -142,6 +144,25 @@ void check_consistent(Communicator &comm, const std::string &what, const std::ve
         msg += strprintf("%s %s %s %s", g ? ";" : "", rank_list(text_groups[g].second).c_str(),
                          text_groups[g].second.size() == 1 ? "has" : "have", text_groups[g].first.c_str());
     throw Error(DSZ_ERR_INVALID_ARGUMENT, msg);
+}
+
+void check_distinct(Communicator &comm, const std::string &what, const std::vector<std::string> &items) {
+    if (comm.size() == 1) return;
+    std::vector<uint64_t> mine;
+    for (const std::string &s : items) mine.push_back(digest(s.data(), s.size()));
+    const std::vector<uint64_t> all = gather_u64(comm, mine.data(), mine.size());
+    std::map<uint64_t, int> owner;
+    const size_t n = items.size();
+    for (size_t r = 0; r < static_cast<size_t>(comm.size()); ++r)
+        for (size_t k = 0; k < n; ++k) {
+            auto it = owner.emplace(all[r * n + k], static_cast<int>(r)).first;
+            if (it->second == static_cast<int>(r)) continue;
+            /* Every rank finds the same first collision; the ranks holding it name the item. */
+            std::string msg = strprintf("%s: item %zu of rank %d is also an item of rank %d", what.c_str(), k,
+                                        static_cast<int>(r), it->second);
+            if (comm.rank() == static_cast<int>(r)) msg += " ('" + clip(items[k]) + "')";
+            throw Error(DSZ_ERR_INVALID_ARGUMENT, msg + "; each must be different");
+        }
 }
 
 }  // namespace comm

@@ -33,5 +33,14 @@ void check_consistent(Communicator &comm, const std::string &what, const void *b
  * [1024, 1024]"). */
 void check_consistent(Communicator &comm, const std::string &what, const std::vector<std::string> &items);
 
+/* Every rank's `text`, in rank order. Collective. */
+std::vector<std::string> all_gather_text(Communicator &comm, const std::string &text);
+
+/* Throws when two ranks have the same item (e.g. MoE expert parameter
+ * names, which must differ across an expert-parallel group). Every rank
+ * must pass as many items; the message names `what`, the two ranks and the
+ * item where this rank has it. */
+void check_distinct(Communicator &comm, const std::string &what, const std::vector<std::string> &items);
+
 }  // namespace comm
 }  // namespace dsz

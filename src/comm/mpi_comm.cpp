@@ -280,9 +280,8 @@ std::unique_ptr<Communicator> make_mpi_communicator(const CommOptions &options, 
             fail(DSZ_ERR_INVALID_ARGUMENT, "an MPI communicator was handed in but MPI is not initialised");
         base = *static_cast<const MPI_Comm *>(options.mpi_comm);
         if (base == MPI_COMM_NULL) fail(DSZ_ERR_INVALID_ARGUMENT, "the MPI communicator handed in is MPI_COMM_NULL");
-    } else {
-        rt.ensure_initialized();
     }
+    rt.ensure_initialized(); /* initialises MPI if nobody did; learns its thread level either way */
     const double timeout_s = resolve_timeout(options.timeout_s);
     auto core = std::make_shared<MpiCore>(resolve_chunk_bytes(options.chunk_bytes));
     MPI_Request req;

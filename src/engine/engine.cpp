@@ -73,7 +73,10 @@ Engine::Engine(const std::string &config_text, const EngineOptions &opts)
         (cfg_.optimizer.type == OptimizerType::sgd || cfg_.optimizer.type == OptimizerType::adagrad))
         log_.warn("scheduler.params.cycle_momentum: the optimizer has no betas, so momentum is not cycled");
     if (cfg_.fp16.enabled) scaler_ = LossScaler(cfg_.fp16, cfg_.zero.stage >= 1);
-    if (world_ > 1 && cfg_.zero.stage == 3) param_comm_ = comm_->split(0, rank_, "zero3-params");
+    in_pipeline_ = opts.comm != nullptr;
+    domains_.emplace_back();
+    domains_[0].comm = comm_.get();
+    if (world_ > 1 && cfg_.zero.stage == 3) domains_[0].params = comm_->split(0, rank_, "zero3-params");
     if (cfg_.zero.overlap_comm && cfg_.zero.stage >= 2) {
         const std::string why = comm::background_progress_missing(*comm_);
         if (!why.empty())
@@ -145,36 +148,44 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         lp[i] = LayoutParam{params[i].host.numel, groups[i]};
     }
 
-    if (world_ > 1) {
-        std::vector<std::string> items;
-        for (size_t i = 0; i < n; ++i)
-            items.push_back(names[i] + " " + dtype_name(params[i].host.dtype) + " " +
-                            shape_string(params[i].host.shape) + " group " + std::to_string(groups[i]));
-        comm::check_consistent(*comm_, "dsz_register_params: the parameters", items);
-    }
-    FlatLayout layout = make_flat_layout(lp, n_groups, world_);
-    const bool partitioned = cfg_.zero.stage >= 1;
     std::vector<GroupState> gs(static_cast<size_t>(n_groups));
+    for (int g = 0; g < n_groups; ++g) {
+        GroupState &G = gs[static_cast<size_t>(g)];
+        const GroupSpec spec = specs.empty() ? GroupSpec{} : specs[static_cast<size_t>(g)];
+        G.name = spec.name.empty() ? "group" + std::to_string(g) : spec.name;
+        G.ep_size = spec.ep_size;
+    }
+    check_expert_groups(params, gs);
+    std::vector<int> parts;
+    for (GroupState &G : gs) {
+        if (G.ep_size > 0) G.domain = expert_domain(G.ep_size);
+        G.parts = domains_[G.domain].size();
+        G.part = domains_[G.domain].rank();
+        parts.push_back(G.parts);
+    }
+    for (size_t g = 0; g < gs.size(); ++g)
+        if (gs[g].ep_size > 0) gs[g].slice_names = expert_slice_names(params, g, gs[g].domain);
+    FlatLayout layout = make_flat_layout(lp, parts);
+    const bool partitioned = cfg_.zero.stage >= 1;
     const int n_states = optimizer_ ? optimizer_->state_count() : 0;
     for (int g = 0; g < n_groups; ++g) {
         GroupState &G = gs[static_cast<size_t>(g)];
         const GroupLayout &L = layout.groups[static_cast<size_t>(g)];
         const GroupSpec spec = specs.empty() ? GroupSpec{} : specs[static_cast<size_t>(g)];
-        G.name = spec.name.empty() ? "group" + std::to_string(g) : spec.name;
         G.base_lr = spec.has_lr ? spec.lr : cfg_.optimizer.lr;
         G.weight_decay = spec.has_weight_decay ? spec.weight_decay : cfg_.optimizer.weight_decay;
         /* Stage 0 holds and updates the whole group; stages >= 1 this rank's partition. */
-        G.base = partitioned ? static_cast<size_t>(rank_) * L.partition : 0;
+        G.base = partitioned ? static_cast<size_t>(G.part) * L.partition : 0;
         const size_t local = partitioned ? L.partition : L.padded;
         G.master.assign(local, 0.0f);
         if (!swap_) /* else they live on NVMe (prepare_swap) */
             for (int s = 0; s < n_states; ++s) G.states.emplace_back(local, optimizer_->state_init(s));
         G.grad.assign(cfg_.zero.stage >= 2 ? local : L.padded, 0.0f);
-        if (cfg_.zero.stage == 1 && world_ > 1) G.part_grad.assign(local, 0.0f);
+        if (cfg_.zero.stage == 1 && G.parts > 1) G.part_grad.assign(local, 0.0f);
         for (size_t k = 0; k < L.params.size(); ++k) {
             ParamRecord &p = params[L.params[k]];
             p.offset = L.offsets[k];
-            const Range own = partitioned ? partition_overlap(L, rank_, p.offset, p.host.numel)
+            const Range own = partitioned ? partition_overlap(L, G.part, p.offset, p.host.numel)
                                           : Range{p.offset, p.offset + p.host.numel};
             if (own.size() == 0) continue;
             G.tensors.push_back(Segment{own.begin - G.base, own.size()});
@@ -214,9 +225,9 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
         GroupState &G = groups_[static_cast<size_t>(p.group)];
         const size_t es = dtype_size(p.host.dtype);
         const char *src = static_cast<const char *>(p.host.data);
-        if (scratch && p.host.numel) {
+        if (scratch && p.host.numel && G.parts > 1) {
             initial.assign(src, src + p.host.numel * es);
-            comm_->broadcast(initial.data(), initial.size(), 0);
+            group_comm(G).broadcast(initial.data(), initial.size(), 0);
             src = initial.data();
         }
         const int64_t numel = static_cast<int64_t>(p.host.numel);
@@ -225,7 +236,7 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
             p.persistent = true;
             persistent_total += numel;
         }
-        const Range own = partitioned ? partition_overlap(layout_.groups[static_cast<size_t>(p.group)], rank_,
+        const Range own = partitioned ? partition_overlap(layout_.groups[static_cast<size_t>(p.group)], G.part,
                                                           p.offset, p.host.numel)
                                       : Range{p.offset, p.offset + p.host.numel};
         if (own.size() == 0) continue;
@@ -241,6 +252,83 @@ void Engine::register_params(const std::vector<std::string> &names, const std::v
     log_memory("Engine after register_params");
     log_.logf(DSZ_LOG_INFO, "registered %zu parameters (%zu elements) in %d group%s on %d rank%s", n, n_elements(),
               n_groups, n_groups == 1 ? "" : "s", world_, world_ == 1 ? "" : "s");
+}
+
+size_t Engine::expert_domain(int ep_size) {
+    for (size_t d = 1; d < domains_.size(); ++d)
+        if (domains_[d].ep_size == ep_size) return d;
+    Domain D;
+    D.ep_size = ep_size;
+    D.topo.reset(new comm::Topology(comm_, comm::TopologySpec{1, ep_size}));
+    D.comm = &D.topo->expert_data();
+    D.slice_files = comm::Topology::expert_data_groups(D.topo->spec(), world_);
+    if (D.comm->size() > 1 && cfg_.zero.stage == 3)
+        D.params = D.comm->split(0, D.comm->rank(), "zero3-expert-params");
+    domains_.push_back(std::move(D));
+    return domains_.size() - 1;
+}
+
+/* Ranks must agree on the groups and on every ordinary parameter. Expert
+ * parameters differ within an expert-parallel group (each rank holds other
+ * experts) but must have the same shapes there, and the same names across
+ * the expert-data-parallel group. Collective; every rank throws alike. */
+void Engine::check_expert_groups(const std::vector<ParamRecord> &params, const std::vector<GroupState> &groups) {
+    std::vector<std::string> items;
+    for (size_t g = 0; g < groups.size(); ++g)
+        items.push_back("group " + std::to_string(g) + " '" + groups[g].name + "' ep_size " +
+                        std::to_string(groups[g].ep_size));
+    std::vector<size_t> expert_count(groups.size(), 0);
+    for (const ParamRecord &p : params) {
+        const GroupState &G = groups[static_cast<size_t>(p.group)];
+        const std::string what = G.ep_size > 0 ? "expert parameter " + std::to_string(expert_count[static_cast<size_t>(p.group)]++) +
+                                                     " of group '" + G.name + "'"
+                                               : p.name;
+        items.push_back(what + " " + dtype_name(p.host.dtype) + " " + shape_string(p.host.shape) + " group " +
+                        std::to_string(p.group));
+    }
+    if (world_ > 1) comm::check_consistent(*comm_, "dsz_register_params: the parameters", items);
+    for (const GroupState &G : groups) {
+        if (G.ep_size > 0 && in_pipeline_)
+            fail(DSZ_ERR_UNSUPPORTED, "group '%s' holds MoE expert parameters: expert groups are not supported inside "
+                                      "a pipeline stage yet", G.name.c_str());
+        if (G.ep_size > 0 && world_ % G.ep_size != 0)
+            fail(DSZ_ERR_INVALID_ARGUMENT, "group '%s': ep_size %d does not divide the world size %d", G.name.c_str(),
+                 G.ep_size, world_);
+    }
+    if (world_ == 1) return;
+    std::vector<int> seen;
+    for (const GroupState &G : groups) {
+        if (G.ep_size == 0 || std::find(seen.begin(), seen.end(), G.ep_size) != seen.end()) continue;
+        seen.push_back(G.ep_size);
+        const Domain &D = domains_[expert_domain(G.ep_size)];
+        std::vector<std::string> names;
+        for (const ParamRecord &p : params)
+            if (groups[static_cast<size_t>(p.group)].ep_size == G.ep_size) names.push_back(p.name);
+        const std::string ep = std::to_string(G.ep_size);
+        comm::check_consistent(*D.comm, "dsz_register_params: the expert parameters (ep_size " + ep +
+                                            ") across an expert-data-parallel group", names);
+        comm::check_distinct(D.topo->expert(), "dsz_register_params: the expert parameter names (ep_size " + ep +
+                                                   ") across an expert-parallel group", names);
+    }
+}
+
+/* The names of group g's parameters on every rank of this rank's
+ * expert-parallel group, by expert-parallel rank. Collective there. */
+std::vector<std::vector<std::string>> Engine::expert_slice_names(const std::vector<ParamRecord> &params, size_t g,
+                                                                size_t domain) {
+    std::string mine;
+    for (const ParamRecord &p : params)
+        if (static_cast<size_t>(p.group) == g) mine.append(p.name).push_back('\0');
+    std::vector<std::vector<std::string>> out;
+    for (const std::string &text : comm::all_gather_text(domains_[domain].topo->expert(), mine)) {
+        out.emplace_back();
+        for (size_t a = 0; a < text.size();) {
+            const size_t b = text.find('\0', a);
+            out.back().push_back(text.substr(a, b - a));
+            a = b + 1;
+        }
+    }
+    return out;
 }
 
 void Engine::refresh_schedule() {

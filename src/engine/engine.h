@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/topology.h"
 #include "common/log.h"
 #include "common/thread_pool.h"
 #include "config/config.h"
@@ -74,21 +75,45 @@ struct ParamRecord {
  * list order, in the model dtype. */
 struct ParamFetch {
     int64_t id = 0;
+    size_t domain = 0;             /* every parameter's group is in this domain */
     std::vector<size_t> params;
     std::vector<size_t> bytes;     /* bytes from each rank, header included */
     std::vector<char> send, recv;
     comm::Request req;
 };
 
+/* The ranks that share parameter groups: the world for ordinary groups; for
+ * MoE expert groups (DSZ_GROUP_EXPERT) the expert-data-parallel group of
+ * their ep_size, the ranks holding the same experts. Gradients are reduced,
+ * partitions laid out and (stage 3) parameters gathered over `comm`. */
+struct Domain {
+    int ep_size = 0;                                /* 0: the world */
+    std::unique_ptr<comm::Topology> topo;           /* expert domains */
+    comm::Communicator *comm = nullptr;             /* the world or topo->expert_data() */
+    std::unique_ptr<comm::Communicator> params;     /* stage 3 across ranks: the gathers' own */
+    /* Expert domains: the world ranks of the expert-data-parallel group of
+     * expert-parallel rank e, in partition order (checkpoints' slices). */
+    std::vector<std::vector<int>> slice_files;
+    int size() const { return comm->size(); }
+    int rank() const { return comm->rank(); }
+};
+
 struct GroupState {
     std::string name;
+    size_t domain = 0;             /* index into Engine::domains_ */
+    int ep_size = 0;               /* > 0: MoE expert parameters */
+    /* Expert groups: the parameter names every expert-parallel rank holds
+     * in this group, in flat order (checkpoint manifests list them all). */
+    std::vector<std::vector<std::string>> slice_names;
     double base_lr = 0;
     double weight_decay = 0;
     double lr = 0;                 /* current (scheduled) */
     ScheduleValue sched{};         /* current schedule value (betas for OneCycle) */
     int64_t step_count = 0;        /* updates applied */
-    /* Local arrays cover flat [base, base + master.size()): the whole padded
-     * group at stage 0, this rank's partition at stages >= 1. */
+    /* Partitions: the domain's size; this rank owns partition `part`. Local
+     * arrays cover flat [base, base + master.size()): the whole padded group
+     * at stage 0, this rank's partition at stages >= 1. */
+    int parts = 1, part = 0;
     size_t base = 0;
     std::vector<float> master;     /* fp32 weights */
     std::vector<std::vector<float>> states;
@@ -244,6 +269,7 @@ private:
     void check_indices(const char *what, const std::vector<size_t> &indices) const;
     void describe(size_t index, DLTensor *out) const;
     void start_fetch(const std::vector<size_t> &params);
+    void start_domain_fetch(size_t domain, const std::vector<size_t> &params);
     void finish_fetch(int64_t id);     /* waits for it and unpacks */
     void finish_all_fetches();
     void drop_values(ParamRecord &p);
@@ -274,10 +300,18 @@ private:
     std::vector<BucketSlot> slots_;
     std::vector<char> publish_send_, publish_recv_;  /* all-gather staging, reused */
     std::vector<size_t> in_flight_;    /* launched, not yet completed, oldest first */
-    /* Stage 3: gathers run on their own communicator, so their order never
-     * interleaves with the gradient buckets' (which may launch at different
-     * moments on different ranks). */
-    std::unique_ptr<comm::Communicator> param_comm_;
+    /* domains_[0] is the world; one more per ep_size of the expert groups.
+     * Stage 3: gathers run on each domain's own communicator, so their order
+     * never interleaves with the gradient buckets' (which may launch at
+     * different moments on different ranks). */
+    std::vector<Domain> domains_;
+    bool in_pipeline_ = false;         /* EngineOptions::comm was given */
+    Domain &domain_of(const GroupState &G) { return domains_[G.domain]; }
+    comm::Communicator &group_comm(const GroupState &G) const { return *domains_[G.domain].comm; }
+    size_t expert_domain(int ep_size);  /* finds or creates it (collective) */
+    void check_expert_groups(const std::vector<ParamRecord> &params, const std::vector<GroupState> &groups);
+    std::vector<std::vector<std::string>> expert_slice_names(const std::vector<ParamRecord> &params, size_t g,
+                                                             size_t domain);
     std::deque<ParamFetch> fetches_;   /* in flight, oldest first */
     size_t available_elements_ = 0;    /* of the parameters whose `full` exists */
     int64_t next_fetch_ = 0;

@@ -26,13 +26,16 @@ static double ms_since(std::chrono::steady_clock::time_point t0) {
 
 /* Sum of squares of this rank's partition of the reduced gradients, in
  * chunks counted from the partition's start, summed in order: the same
- * arithmetic at every stage, so the global norm is the same bits too. */
+ * arithmetic at every stage, so the global norm is the same bits too.
+ * Summed over the world, every element counts once: MoE expert groups are
+ * partitioned over the expert-data-parallel group, and the ranks of an
+ * expert-parallel group hold different experts. */
 double Engine::grad_sumsq() {
     double total = 0;
     for (size_t gi = 0; gi < groups_.size(); ++gi) {
         const GroupState &G = groups_[gi];
         const size_t P = layout_.groups[gi].partition;
-        const size_t start = static_cast<size_t>(rank_) * P;
+        const size_t start = static_cast<size_t>(G.part) * P;
         const float *g = reduced_grad(G) + local_of(G, start);
         std::vector<double> partial(ThreadPool::chunk_count(P, kNormGrain), 0.0);
         pool_->parallel_for(P, kNormGrain, [&](size_t c, size_t b, size_t e) {

@@ -101,7 +101,7 @@ void Engine::apply_update_swapped(double grad_mul) {
 void Engine::read_state_partition(size_t g, int s, const std::function<void(const float *, size_t)> &sink) {
     const GroupState &G = groups_[g];
     if (swap_) return swap_->read_state(g, static_cast<size_t>(s), sink);
-    const size_t begin = local_of(G, static_cast<size_t>(rank_) * layout_.groups[g].partition);
+    const size_t begin = local_of(G, static_cast<size_t>(G.part) * layout_.groups[g].partition);
     sink(G.states[static_cast<size_t>(s)].data() + begin, layout_.groups[g].partition);
 }
 

@@ -82,34 +82,45 @@ void Engine::param_tensor(size_t index, DLTensor *out) const {
     describe(index, out);
 }
 
-/* Starts one all-gather filling `params` (none available, none in flight). */
+/* Starts the all-gathers filling `params` (none available, none in flight):
+ * one per domain (the world, or an expert-data-parallel group). */
 void Engine::start_fetch(const std::vector<size_t> &params) {
-    if (params.empty()) return;
+    for (size_t d = 0; d < domains_.size(); ++d) {
+        std::vector<size_t> mine;
+        for (size_t i : params)
+            if (groups_[static_cast<size_t>(params_[i].group)].domain == d) mine.push_back(i);
+        if (!mine.empty()) start_domain_fetch(d, mine);
+    }
+}
+
+void Engine::start_domain_fetch(size_t domain, const std::vector<size_t> &params) {
     const DType dt = params_[params[0]].host.dtype;
     const size_t es = dtype_size(dt);
+    const Domain &D = domains_[domain];
     ParamFetch f;
     f.id = next_fetch_;
+    f.domain = domain;
     f.params = params;
-    f.bytes.assign(static_cast<size_t>(world_), kHeaderBytes);
+    f.bytes.assign(static_cast<size_t>(D.size()), kHeaderBytes);
     size_t total = 0;
     for (size_t i : params) {
         const ParamRecord &p = params_[i];
         const GroupLayout &L = layout_.groups[static_cast<size_t>(p.group)];
-        for (int r = 0; r < world_; ++r)
+        for (int r = 0; r < D.size(); ++r)
             f.bytes[static_cast<size_t>(r)] += partition_overlap(L, r, p.offset, p.host.numel).size() * es;
         total += p.host.numel;
     }
     /* Swapped masters (offload_param nvme) are read from their files; a
      * damaged file fails here, before any parameter changed state. */
     if (param_swap_) param_swap_->verify();
-    f.send.resize(f.bytes[static_cast<size_t>(rank_)]);
+    f.send.resize(f.bytes[static_cast<size_t>(D.rank())]);
     const uint64_t header[2] = {static_cast<uint64_t>(f.id), list_hash(params)};
     std::memcpy(f.send.data(), header, kHeaderBytes);
     size_t at = kHeaderBytes;
     for (size_t i : params) {
         const ParamRecord &p = params_[i];
         const GroupState &G = groups_[static_cast<size_t>(p.group)];
-        const Range own = partition_overlap(layout_.groups[static_cast<size_t>(p.group)], rank_, p.offset, p.host.numel);
+        const Range own = partition_overlap(layout_.groups[static_cast<size_t>(p.group)], D.rank(), p.offset, p.host.numel);
         char *to = f.send.data() + at;
         auto convert = [&](const float *from, size_t n) {
             pool_->parallel_for(n, kConvertGrain, [&](size_t, size_t x, size_t y) {
@@ -137,8 +148,8 @@ void Engine::start_fetch(const std::vector<size_t> &params) {
     for (size_t b : f.bytes) all += b;
     f.recv.resize(all);
     count_comm(total);
-    f.req = (param_comm_ ? *param_comm_ : *comm_).iall_gather(f.send.data(), f.recv.data(),
-                                                             comm::Partition::from_counts(f.bytes), 1);
+    f.req = (D.params ? *D.params : *D.comm).iall_gather(f.send.data(), f.recv.data(),
+                                                        comm::Partition::from_counts(f.bytes), 1);
     fetches_.push_back(std::move(f));
     note_memory();
 }
@@ -172,14 +183,15 @@ void Engine::finish_fetch(int64_t id) {
     const size_t es = dtype_size(dt);
     const uint64_t hash = list_hash(f.params);
     size_t base = 0;
-    for (int r = 0; r < world_; ++r) {
+    const Domain &D = domains_[f.domain];
+    for (int r = 0; r < D.size(); ++r) {
         uint64_t header[2];
         std::memcpy(header, f.recv.data() + base, kHeaderBytes);
         if (header[0] != static_cast<uint64_t>(f.id) || header[1] != hash)
             abandon(DSZ_ERR_COMM,
                     strprintf("rank %d fetched other parameters than rank %d (which fetched %s): every rank must "
                               "gather, release and prefetch the same parameters in the same order at ZeRO stage 3",
-                              r, rank_, list().c_str()));
+                              r, D.rank(), list().c_str()));
         size_t at = base + kHeaderBytes;
         for (size_t i : f.params) {
             ParamRecord &p = params_[i];

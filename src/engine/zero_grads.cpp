@@ -11,7 +11,11 @@
  * so that all ranks issue the collectives in the same order whatever order
  * their gradients arrive in; with overlap_comm the reductions run while the
  * host computes the rest of backward. Sums are formed in rank order by the
- * communicator, so every stage sees the same reduced values.
+ * communicator, so every stage sees the same reduced values. A group is
+ * reduced over the ranks sharing it: the world, or for MoE expert groups
+ * the expert-data-parallel group; either way the sum is later divided by
+ * the world size (DeepSpeed divides expert gradients by the whole
+ * data-parallel size too).
  */
 #include <algorithm>
 #include <cstring>
@@ -101,13 +105,14 @@ void Engine::launch_ready_buckets(bool all) {
             in_flight_.erase(in_flight_.begin());
         }
         const GroupLayout &L = layout_.groups[k.group];
-        std::vector<size_t> counts(static_cast<size_t>(world_));
-        for (int r = 0; r < world_; ++r)
+        const GroupState &G = groups_[k.group];
+        std::vector<size_t> counts(static_cast<size_t>(G.parts));
+        for (int r = 0; r < G.parts; ++r)
             counts[static_cast<size_t>(r)] = partition_overlap(L, r, k.begin, k.end - k.begin).size();
-        if (slot.recv.size() < counts[static_cast<size_t>(rank_)]) slot.recv.resize(counts[static_cast<size_t>(rank_)]);
+        if (slot.recv.size() < counts[static_cast<size_t>(G.part)]) slot.recv.resize(counts[static_cast<size_t>(G.part)]);
         count_comm(k.end - k.begin);
         note_memory();
-        k.req = comm_->ireduce_scatter(slot.buf.data(), slot.recv.data(), comm::Partition::from_counts(counts),
+        k.req = group_comm(G).ireduce_scatter(slot.buf.data(), slot.recv.data(), comm::Partition::from_counts(counts),
                                        comm::ElemType::f32, comm::ReduceOp::sum);
         in_flight_.push_back(static_cast<size_t>(next_bucket_));
         if (!cfg_.zero.overlap_comm) {
@@ -122,7 +127,7 @@ void Engine::complete_bucket(Bucket &k) {
     waiting([&] { k.req.wait(); });
     GroupState &G = groups_[k.group];
     BucketSlot &slot = slots_[static_cast<size_t>(k.slot)];
-    const Range own = partition_overlap(layout_.groups[k.group], rank_, k.begin, k.end - k.begin);
+    const Range own = partition_overlap(layout_.groups[k.group], G.part, k.begin, k.end - k.begin);
     if (own.size() > 0) {
         float *dst = G.grad.data() + local_of(G, own.begin);
         if (G.grad_window)
@@ -149,22 +154,22 @@ void Engine::reduce_at_boundary() {
     if (world_ == 1 || cfg_.zero.stage >= 2) return;
     for (size_t g = 0; g < groups_.size(); ++g) {
         GroupState &G = groups_[g];
-        if (G.grad.empty()) continue;
+        if (G.grad.empty() || G.parts == 1) continue;
         count_comm(cfg_.zero.stage == 0 ? 2 * G.grad.size() : G.grad.size());
         waiting([&] {
             if (cfg_.zero.stage == 0)
-                comm_->all_reduce(G.grad.data(), G.grad.data(), G.grad.size(), comm::ElemType::f32,
-                                  comm::ReduceOp::sum);
+                group_comm(G).all_reduce(G.grad.data(), G.grad.data(), G.grad.size(), comm::ElemType::f32,
+                                         comm::ReduceOp::sum);
             else
-                comm_->reduce_scatter(G.grad.data(), G.part_grad.data(),
-                                      comm::Partition::even(G.grad.size(), world_), comm::ElemType::f32,
-                                      comm::ReduceOp::sum);
+                group_comm(G).reduce_scatter(G.grad.data(), G.part_grad.data(),
+                                             comm::Partition::even(G.grad.size(), G.parts), comm::ElemType::f32,
+                                             comm::ReduceOp::sum);
         });
     }
 }
 
 const float *Engine::reduced_grad(const GroupState &G) const {
-    if (cfg_.zero.stage == 1) return world_ == 1 ? G.grad.data() : G.part_grad.data();
+    if (cfg_.zero.stage == 1) return G.parts == 1 ? G.grad.data() : G.part_grad.data();
     return G.grad.data();
 }
 

@@ -10,8 +10,16 @@ namespace dsz {
 FlatLayout make_flat_layout(const std::vector<LayoutParam> &params, int n_groups, int world_size) {
     if (world_size < 1) fail(DSZ_ERR_INVALID_ARGUMENT, "world size must be at least 1, got %d", world_size);
     if (n_groups < 1) fail(DSZ_ERR_INVALID_ARGUMENT, "at least one parameter group is needed");
+    return make_flat_layout(params, std::vector<int>(static_cast<size_t>(n_groups), world_size));
+}
+
+FlatLayout make_flat_layout(const std::vector<LayoutParam> &params, const std::vector<int> &group_parts) {
+    const int n_groups = static_cast<int>(group_parts.size());
+    if (n_groups < 1) fail(DSZ_ERR_INVALID_ARGUMENT, "at least one parameter group is needed");
     FlatLayout L;
-    L.world_size = world_size;
+    L.world_size = *std::max_element(group_parts.begin(), group_parts.end());
+    for (int p : group_parts)
+        if (p < 1) fail(DSZ_ERR_INVALID_ARGUMENT, "a partition count must be at least 1, got %d", p);
     L.groups.resize(static_cast<size_t>(n_groups));
     L.param_group.resize(params.size());
     L.param_offset.resize(params.size());
@@ -27,10 +35,12 @@ FlatLayout make_flat_layout(const std::vector<LayoutParam> &params, int n_groups
         L.param_offset[i] = G.numel;
         G.numel += params[i].numel;
     }
-    const size_t align = 2 * static_cast<size_t>(world_size);
-    for (GroupLayout &G : L.groups) {
+    for (size_t g = 0; g < L.groups.size(); ++g) {
+        GroupLayout &G = L.groups[g];
+        G.parts = group_parts[g];
+        const size_t align = 2 * static_cast<size_t>(G.parts);
         G.padded = (G.numel + align - 1) / align * align;
-        G.partition = G.padded / static_cast<size_t>(world_size);
+        G.partition = G.padded / static_cast<size_t>(G.parts);
     }
     return L;
 }

@@ -2,11 +2,14 @@
  * layout.h -- where every parameter lives in the flat buffers (ZeRO §5.1).
  *
  * Per parameter group, parameters are concatenated in order, the group is
- * padded with zeros to a multiple of 2 x world size (DeepSpeed's NCCL
- * alignment factor, used for every dtype), and split into world-size equal
- * partitions; rank r owns [r*P, (r+1)*P). This is a pure function of
- * (parameter sizes and groups, world size): that is what lets a checkpoint
- * written at one world size be read at another.
+ * padded with zeros to a multiple of 2 x its partition count (DeepSpeed's
+ * NCCL alignment factor, used for every dtype), and split into that many
+ * equal partitions; partition r is [r*P, (r+1)*P). The partition count is
+ * the world size, except for groups of MoE expert parameters, which are
+ * partitioned over the expert-data-parallel group (world / ep_size ranks).
+ * This is a pure function of (parameter sizes and groups, partition
+ * counts): that is what lets a checkpoint written at one world size be read
+ * at another.
  */
 #pragma once
 
@@ -25,8 +28,9 @@ struct GroupLayout {
     std::vector<size_t> params;   /* parameter indices, in flat order */
     std::vector<size_t> offsets;  /* flat offset of each, same order */
     size_t numel = 0;             /* sum of parameter sizes */
-    size_t padded = 0;            /* numel rounded up to a multiple of 2*world */
-    size_t partition = 0;         /* padded / world */
+    int parts = 1;                /* partitions: the ranks sharing the group */
+    size_t padded = 0;            /* numel rounded up to a multiple of 2*parts */
+    size_t partition = 0;         /* padded / parts */
 };
 
 struct FlatLayout {
@@ -40,6 +44,9 @@ struct FlatLayout {
 /* Throws DSZ_ERR_INVALID_ARGUMENT when a group index is outside
  * [0, n_groups) or world_size < 1. Groups may be empty (padded = 0). */
 FlatLayout make_flat_layout(const std::vector<LayoutParam> &params, int n_groups, int world_size);
+/* The same with a partition count per group (group_parts.size() == n_groups;
+ * each >= 1); world_size is then the largest. */
+FlatLayout make_flat_layout(const std::vector<LayoutParam> &params, const std::vector<int> &group_parts);
 
 /* The piece of [offset, offset+numel) that falls inside partition `rank` of
  * a group, as [begin, end) in group coordinates (begin == end when none). */

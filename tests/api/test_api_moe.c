@@ -285,6 +285,70 @@ static void test_engine_group(void **state) {
     assert_null(g);
 }
 
+/* One rank: an expert group with ep_size 1 trains exactly as an ordinary
+ * group would, saves and resumes; what cannot work is refused. */
+static void test_expert_group_one_rank(void **state) {
+    (void)state;
+    const char *cfg = "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_clipping\": 0.5, "
+                      "\"optimizer\": {\"type\": \"Adam\", \"params\": {\"lr\": 0.01}}, "
+                      "\"zero_optimization\": {\"stage\": 2}}";
+    toy_model plain, moe;
+    toy_make(&plain, dt_f32());
+    toy_make(&moe, dt_f32());
+    dsz_engine *a = engine_from_json(cfg), *b = engine_from_json(cfg);
+    dsz_param_group ga[2] = {{"dense", 0, 0, 0, 0}, {"more", 0, 0, 0, 0}};
+    dsz_param_group gb[2] = {{"dense", 0, 0, 0, 0}, {"experts", DSZ_GROUP_EXPERT, 1, 0, 0}};
+    dsz_param pa[2] = {{"w", &plain.w.t, 0, 0}, {"b", &plain.b.t, 1, 0}};
+    dsz_param pb[2] = {{"w", &moe.w.t, 0, 0}, {"b", &moe.b.t, 1, 0}};
+    assert_ok(dsz_register_params(a, pa, 2, ga, 2));
+    assert_ok(dsz_register_params(b, pb, 2, gb, 2));
+    dsz_step_info info;
+    assert_ok(dsz_step_info_init(&info, sizeof info));
+    for (int k = 0; k < 5; ++k) {
+        toy_micro_step(a, &plain, k, &info);
+        toy_micro_step(b, &moe, k, &info);
+    }
+    assert_memory_equal(plain.w.data, moe.w.data, 15 * sizeof(float));
+    assert_memory_equal(plain.b.data, moe.b.data, 7 * sizeof(float));
+
+    char dir[] = "/tmp/dsz_api_moe_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_ok(dsz_save(b, dir, "t", NULL));
+    toy_model again;
+    toy_make(&again, dt_f32());
+    dsz_engine *c = engine_from_json(cfg);
+    dsz_param pc[2] = {{"w", &again.w.t, 0, 0}, {"b", &again.b.t, 1, 0}};
+    assert_ok(dsz_register_params(c, pc, 2, gb, 2));
+    assert_ok(dsz_load(c, dir, "t", 0, NULL));
+    for (int k = 5; k < 8; ++k) {
+        toy_micro_step(b, &moe, k, &info);
+        toy_micro_step(c, &again, k, &info);
+    }
+    assert_memory_equal(again.w.data, moe.w.data, 15 * sizeof(float));
+    assert_memory_equal(again.b.data, moe.b.data, 7 * sizeof(float));
+    /* An expert checkpoint does not load into ordinary groups. */
+    assert_status(dsz_load(a, dir, "t", 0, NULL), DSZ_ERR_CHECKPOINT, "holds MoE expert parameters in the checkpoint");
+    run_sh("rm -rf %s", dir);
+    assert_ok(dsz_engine_free(a));
+    assert_ok(dsz_engine_free(b));
+    assert_ok(dsz_engine_free(c));
+
+    /* Refused: ep_size not dividing the world, ep_size without the flag, the flag without ep_size. */
+    dsz_param_group bad[3][2] = {{{"dense", 0, 0, 0, 0}, {"experts", DSZ_GROUP_EXPERT, 2, 0, 0}},
+                                 {{"dense", 0, 0, 0, 0}, {"experts", 0, 2, 0, 0}},
+                                 {{"dense", 0, 0, 0, 0}, {"experts", DSZ_GROUP_EXPERT, 0, 0, 0}}};
+    const char *why[3] = {"ep_size 2 does not divide the world size 1", "without DSZ_GROUP_EXPERT",
+                          "an expert group needs ep_size >= 1"};
+    for (int i = 0; i < 3; ++i) {
+        dsz_engine *e = engine_from_json(cfg);
+        assert_status(dsz_register_params(e, pa, 2, bad[i], 2), DSZ_ERR_INVALID_ARGUMENT, why[i]);
+        assert_ok(dsz_engine_free(e));
+    }
+    toy_free(&plain);
+    toy_free(&moe);
+    toy_free(&again);
+}
+
 static void test_refused_arguments(void **state) {
     (void)state;
     dsz_moe_routing *r = make_routing(K, 1.0, 3);
@@ -335,6 +399,7 @@ int main(void) {
         cmocka_unit_test(test_gate_backward_and_info),
         cmocka_unit_test(test_one_rank_group),
         cmocka_unit_test(test_engine_group),
+        cmocka_unit_test(test_expert_group_one_rank),
         cmocka_unit_test(test_refused_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -108,6 +108,16 @@ foreach(np 2 4)
   set_tests_properties(moe_parity_np${np} PROPERTIES
     ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;moe" TIMEOUT 120 PROCESSORS ${np})
 endforeach()
+# Expert parameters in the engine (DSZ_GROUP_EXPERT): training with ep_size
+# 1, 2 (and 4) agrees at every ZeRO stage; checkpoints reshard across ep_size.
+add_executable(moe_train ${CMAKE_CURRENT_SOURCE_DIR}/mpi/moe_train.c)
+target_link_libraries(moe_train PRIVATE dszero MPI::MPI_C m)
+foreach(np 2 4)
+  add_test(NAME moe_train_np${np}
+    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:moe_train>)
+  set_tests_properties(moe_train_np${np} PROPERTIES
+    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;moe" TIMEOUT 300 PROCESSORS ${np})
+endforeach()
 # ---- end moe ----
 # ---- nvme (owned by the NVMe offload work): swapped optimizer states across ranks ----
 add_executable(nvme_ranks ${CMAKE_CURRENT_SOURCE_DIR}/mpi/nvme_ranks.c)

@@ -238,6 +238,127 @@ static void test_mismatched_parameters_named(void **) {
     expect_plan_error(no_state, {{"a", 5, 0}, {"b", 13, 1}}, "rank00001.shard has no array 'exp_avg_sq' for group 1");
 }
 
+/* MoE expert groups: n_experts experts of `numel` elements each ("x<id>"),
+ * saved at world ws with ep_size es: slice e (experts of expert-parallel
+ * rank e) is cut into ws/es partitions held by files e, e+es, ... */
+static Manifest make_expert_manifest(int n_experts, size_t numel, int ws, int es) {
+    const int per = n_experts / es, parts = ws / es;
+    std::vector<LayoutParam> lp(static_cast<size_t>(per), LayoutParam{numel, 0});
+    const FlatLayout L = make_flat_layout(lp, std::vector<int>{parts});
+    Manifest m;
+    m.path = "test/manifest.json";
+    m.world_size = ws;
+    m.states = {"exp_avg", "exp_avg_sq"};
+    ManifestGroup G;
+    G.ep_size = es;
+    G.numel = L.groups[0].numel;
+    G.padded = L.groups[0].padded;
+    G.partition = L.groups[0].partition;
+    for (int e = 0; e < es; ++e) {
+        G.slice_files.emplace_back();
+        for (int j = 0; j < parts; ++j) G.slice_files.back().push_back(e + j * es);
+        for (int k = 0; k < per; ++k)
+            G.params.push_back(ManifestParam{"x" + std::to_string(e * per + k), {static_cast<int64_t>(numel)}, "float32",
+                                             L.groups[0].offsets[static_cast<size_t>(k)], numel, static_cast<size_t>(e)});
+    }
+    m.groups.push_back(G);
+    for (int r = 0; r < ws; ++r) {
+        ManifestFile f;
+        f.name = shard_name(r);
+        f.rank = r;
+        uint64_t off = kShardHeaderBytes;
+        for (const std::string &kind : kKinds) {
+            f.arrays.push_back(ManifestArray{0, kind, off, G.partition});
+            off += G.partition * sizeof(float);
+        }
+        f.bytes = off;
+        m.files.push_back(f);
+    }
+    return m;
+}
+
+/* Each rank of (wl, el) plans its experts' partition; every element must
+ * come from the right expert, element and kind. */
+static void check_expert_load(int n_experts, size_t numel, int ws, int es, int wl, int el) {
+    const Manifest m = make_expert_manifest(n_experts, numel, ws, es);
+    const ManifestGroup &G = m.groups[0];
+    /* shard contents: file r holds partition r / es of slice r % es */
+    std::vector<std::vector<float>> shards;
+    for (const ManifestFile &f : m.files) {
+        std::vector<float> data(f.bytes / sizeof(float), 0.0f);
+        const size_t slice = static_cast<size_t>(f.rank % es), part = static_cast<size_t>(f.rank / es);
+        for (const ManifestArray &a : f.arrays) {
+            const size_t k = static_cast<size_t>(std::find(kKinds.begin(), kKinds.end(), a.kind) - kKinds.begin());
+            for (const ManifestParam &p : G.params) {
+                if (p.slice != slice) continue;
+                const size_t id = static_cast<size_t>(std::stoi(p.name.substr(1)));
+                for (size_t e = 0; e < p.numel; ++e)
+                    if ((p.offset + e) / G.partition == part)
+                        data[a.offset / sizeof(float) + (p.offset + e) % G.partition] = value_of(id, e, k);
+            }
+        }
+        shards.push_back(std::move(data));
+    }
+    const int per = n_experts / el, parts = wl / el;
+    std::vector<LayoutParam> lp(static_cast<size_t>(per), LayoutParam{numel, 0});
+    const FlatLayout L = make_flat_layout(lp, std::vector<int>{parts});
+    for (int rank = 0; rank < wl; ++rank) {
+        const int ep_rank = rank % el, part = rank / el;
+        ReshardTarget t;
+        for (int k = 0; k < per; ++k)
+            t.params.push_back(ReshardParam{"x" + std::to_string(ep_rank * per + k), {static_cast<int64_t>(numel)}, 0,
+                                            L.param_offset[static_cast<size_t>(k)], numel});
+        const size_t P = L.groups[0].partition;
+        t.ranges.emplace_back(static_cast<size_t>(part) * P, static_cast<size_t>(part + 1) * P);
+        t.kinds = kKinds;
+        t.ep_sizes = {el};
+        std::vector<std::vector<float>> dst(kKinds.size(), std::vector<float>(P, -7.0f));
+        for (const ShardCopy &c : plan_reshard(m, t))
+            std::memcpy(dst[c.kind].data() + c.dst, shards[static_cast<size_t>(c.file)].data() + c.src / sizeof(float),
+                        c.count * sizeof(float));
+        for (size_t k = 0; k < kKinds.size(); ++k)
+            for (size_t x = 0; x < P; ++x) {
+                const size_t flat = static_cast<size_t>(part) * P + x;
+                const size_t local = flat / numel;
+                const float want = local < static_cast<size_t>(per)
+                                       ? value_of(static_cast<size_t>(ep_rank * per) + local, flat % numel, k)
+                                       : -7.0f;
+                if (dst[k][x] != want)
+                    fail_msg("experts saved at world %d ep %d, loaded at world %d ep %d rank %d: kind %zu element %zu "
+                             "holds %g, want %g",
+                             ws, es, wl, el, rank, k, x, dst[k][x], want);
+            }
+    }
+}
+
+static void test_expert_groups_reshard_across_ep_sizes(void **) {
+    const int pairs[][2] = {{1, 1}, {2, 1}, {2, 2}, {4, 1}, {4, 2}, {4, 4}, {8, 2}, {8, 4}};
+    for (const auto &s : pairs)
+        for (const auto &l : pairs) check_expert_load(4, 7, s[0], s[1], l[0], l[1]);
+}
+
+static void test_expert_group_mismatch_named(void **) {
+    const Manifest m = make_expert_manifest(4, 7, 4, 2);
+    ReshardTarget t;
+    t.kinds = kKinds;
+    t.ranges.emplace_back(0, 8);
+    t.params.push_back(ReshardParam{"x0", {7}, 0, 0, 7});
+    t.ep_sizes = {0};
+    try {
+        plan_reshard(m, t);
+        fail_msg("an expert group loaded as an ordinary one was accepted");
+    } catch (const Error &e) {
+        assert_non_null(std::strstr(e.what(), "holds MoE expert parameters in the checkpoint but ordinary parameters here"));
+    }
+    t.ep_sizes = {2}; /* one expert per rank at ep 2 covers 2 of the 4 */
+    try {
+        plan_reshard(m, t);
+        fail_msg("a rank holding too few experts was accepted");
+    } catch (const Error &e) {
+        assert_non_null(std::strstr(e.what(), "holds 4 parameters in the checkpoint, but 1 on each of the 2"));
+    }
+}
+
 /* A shard-like file of `n` bytes with chunk checksums of `chunk` bytes (0: one whole-file CRC). */
 static ManifestFile write_test_file(const std::string &dir, std::vector<char> &data, uint64_t chunk) {
     ManifestFile f;
@@ -343,6 +464,8 @@ int main(void) {
         cmocka_unit_test(test_every_world_size_pair),
         cmocka_unit_test(test_registration_order_may_differ),
         cmocka_unit_test(test_mismatched_parameters_named),
+        cmocka_unit_test(test_expert_groups_reshard_across_ep_sizes),
+        cmocka_unit_test(test_expert_group_mismatch_named),
         cmocka_unit_test(test_reader_chunks),
         cmocka_unit_test(test_reader_in_place),
     };
