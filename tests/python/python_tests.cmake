@@ -56,11 +56,15 @@ if(TARGET MPI::MPI_C AND MPIEXEC_EXECUTABLE)
   set_tests_properties(python_mpi_np2 example_train_gpt_py_zero3_np2 PROPERTIES
     ENVIRONMENT "${DSZ_PY_MPI_ENV}" LABELS "python;mpi" TIMEOUT 600 PROCESSORS 2)
 
-  # dszero.moe: ep_size 2 against ep_size 1 on every rank's tokens; ep_size 1 as data parallelism.
+  # dszero.moe: ep_size 2 against ep_size 1 on every rank's tokens; ep_size 1 as data parallelism;
+  # an MoE model trained through dszero.initialize with ep_size 2 and 1 at ZeRO stages 1-3.
   add_test(NAME python_moe_np2
     COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none ${DSZ_PYTEST} mpi_moe.py
     WORKING_DIRECTORY ${DSZ_PY_DIR})
-  set_tests_properties(python_moe_np2 PROPERTIES
+  add_test(NAME python_moe_train_np2
+    COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none ${DSZ_PYTEST} mpi_moe_train.py
+    WORKING_DIRECTORY ${DSZ_PY_DIR})
+  set_tests_properties(python_moe_np2 python_moe_train_np2 PROPERTIES
     ENVIRONMENT "${DSZ_PY_MPI_ENV}" LABELS "python;mpi;moe" TIMEOUT 300 PROCESSORS 2)
 
   # dszero.pipe: pp=2 (np 2) and pp=2 x dp=2 (np 4) against one process; failing callbacks.

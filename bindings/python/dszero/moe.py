@@ -200,6 +200,15 @@ class Experts(torch.nn.Module):
         return torch.cat(outputs, dim=1)
 
 
+class _GateLinear(torch.nn.Linear):
+    """wg: fp32 logits from the fp32 input and the weight cast to fp32, as
+    DeepSpeed computes them; computed in wg's own forward so that ZeRO stage
+    3 gathers the weight around it."""
+
+    def forward(self, input_fp32):
+        return torch.nn.functional.linear(input_fp32, self.weight.float(), None)
+
+
 class TopKGate(torch.nn.Module):
     """DeepSpeed's TopKGate: wg and the gate settings. Its forward gives
     (l_aux, route weights [S, k], exp_counts, routing) for MOELayer."""
@@ -217,7 +226,7 @@ class TopKGate(torch.nn.Module):
             raise ValueError("dszero.moe: drop_policy %r is not 'probs' or 'position'" % (drop_policy,))
         if not 1 <= k <= num_experts:
             raise ValueError("dszero.moe: k = %d must be in [1, num_experts = %d]" % (k, num_experts))
-        self.wg = torch.nn.Linear(model_dim, num_experts, bias=False)
+        self.wg = _GateLinear(model_dim, num_experts, bias=False)
         self.k = k
         self.capacity_factor = capacity_factor
         self.eval_capacity_factor = eval_capacity_factor
@@ -233,7 +242,7 @@ class TopKGate(torch.nn.Module):
         if self.noisy_gate_policy == "Jitter" and self.training:
             u = _moe_ops.jitter_multipliers(input_fp32.numel(), 0.01, seed)
             input_fp32 = input_fp32 * u.view_as(input_fp32)
-        logits = torch.nn.functional.linear(input_fp32, weight=self.wg.weight.float(), bias=None)
+        logits = self.wg(input_fp32)
         cfg = _moe_ops.gate_config(self.k, self.capacity_factor, self.eval_capacity_factor, self.min_capacity,
                                    self.training, self.drop_tokens, self.use_rts, self.noisy_gate_policy,
                                    self.top2_2nd_expert_sampling, self.drop_policy, seed)
