@@ -143,3 +143,10 @@ def clone(model):
 
 def isclose(a, b, rel=1e-12):
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-15)
+
+
+def shared_dir(prefix="dszero-py-mpi"):
+    """The same folder on every rank of this mpirun job (mpirun gives them one namespace)."""
+    job = os.environ.get("PMIX_NAMESPACE", os.environ.get("OMPI_MCA_orte_ess_jobid", "job")).replace("@", "_")
+    base = os.environ.get("DSZ_TEST_TMPDIR", "/tmp")
+    return os.path.join(base, "%s-%s" % (prefix, job.replace("/", "_")))

@@ -15,7 +15,8 @@ import shutil
 import dszero
 import pytest
 import torch
-from helpers import STAGE3, batches, ds_config, make_model, max_rel_diff, param_groups, train_reference, WD
+from helpers import (STAGE3, batches, ds_config, make_model, max_rel_diff, param_groups, shared_dir, train_reference,
+                     WD)
 
 WORLD = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
 RANK = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
@@ -103,13 +104,6 @@ def remove_checkpoints():
     # dsz_load ends with an agreement of all ranks: nobody reads the files any more.
     if RANK == 0:
         shutil.rmtree(shared_dir(), ignore_errors=True)
-
-
-def shared_dir():
-    # The same folder on every rank of this job (mpirun gives them one namespace).
-    job = os.environ.get("PMIX_NAMESPACE", os.environ.get("OMPI_MCA_orte_ess_jobid", "job")).replace("@", "_")
-    base = os.environ.get("DSZ_TEST_TMPDIR", "/tmp")
-    return os.path.join(base, "dszero-py-mpi-%s" % job.replace("/", "_"))
 
 
 @pytest.mark.parametrize("stage", [2, 3])

@@ -21,7 +21,11 @@ add_test(NAME python_train
 add_test(NAME python_zero3
   COMMAND ${DSZ_PYTEST} test_zero3.py
   WORKING_DIRECTORY ${DSZ_PY_DIR})
-set_tests_properties(python_api python_train python_zero3 PROPERTIES
+# dszero.moe.MoE against a float64 restatement of DeepSpeed's layer.
+add_test(NAME python_moe
+  COMMAND ${DSZ_PYTEST} test_moe.py
+  WORKING_DIRECTORY ${DSZ_PY_DIR})
+set_tests_properties(python_api python_train python_zero3 python_moe PROPERTIES
   ENVIRONMENT "${DSZ_PY_ENV}" LABELS "python" TIMEOUT 600)
 
 # `pip install ./bindings/python` offline into a throwaway venv, then import and train.
@@ -51,6 +55,17 @@ if(TARGET MPI::MPI_C AND MPIEXEC_EXECUTABLE)
             --out ${CMAKE_CURRENT_BINARY_DIR}/example_train_gpt_py_zero3_np2)
   set_tests_properties(python_mpi_np2 example_train_gpt_py_zero3_np2 PROPERTIES
     ENVIRONMENT "${DSZ_PY_MPI_ENV}" LABELS "python;mpi" TIMEOUT 600 PROCESSORS 2)
+
+  # dszero.moe: ep_size 2 against ep_size 1 on every rank's tokens; ep_size 1 as data parallelism;
+  # an MoE model trained through dszero.initialize with ep_size 2 and 1 at ZeRO stages 1-3.
+  add_test(NAME python_moe_np2
+    COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none ${DSZ_PYTEST} mpi_moe.py
+    WORKING_DIRECTORY ${DSZ_PY_DIR})
+  add_test(NAME python_moe_train_np2
+    COMMAND ${MPIEXEC_EXECUTABLE} -np 2 --bind-to none ${DSZ_PYTEST} mpi_moe_train.py
+    WORKING_DIRECTORY ${DSZ_PY_DIR})
+  set_tests_properties(python_moe_np2 python_moe_train_np2 PROPERTIES
+    ENVIRONMENT "${DSZ_PY_MPI_ENV}" LABELS "python;mpi;moe" TIMEOUT 300 PROCESSORS 2)
 
   # dszero.pipe: pp=2 (np 2) and pp=2 x dp=2 (np 4) against one process; failing callbacks.
   foreach(np 2 4)

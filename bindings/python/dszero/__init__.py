@@ -89,10 +89,10 @@ def initialize(args=None, model=None, optimizer=None, model_parameters=None, tra
 
 
 def __getattr__(name):
-    # dszero.pipe imports torch: load it on first use only.
-    if name == "pipe":
+    # dszero.pipe and dszero.moe import torch: load them on first use only.
+    if name in ("pipe", "moe"):
         import importlib
-        return importlib.import_module(".pipe", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError("module 'dszero' has no attribute %r" % name)
 
 

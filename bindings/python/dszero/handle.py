@@ -6,11 +6,17 @@ engine's lifetime: the log trampoline (a ctypes callback that must not be
 collected while C may call it) and the parameter tensors (kept by engine.py).
 init_options() fills a ``dsz_init_options`` from keyword arguments; the log
 trampoline catches every exception, since nothing may unwind into C.
+
+MoEGroupHandle and RoutingHandle own a ``dsz_moe_group *`` and a
+``dsz_moe_routing *``. A group built over an engine must be freed before the
+engine: closing (or collecting) the engine closes the groups built on it
+first.
 """
 import ctypes
 import json
 import os
 import sys
+import weakref
 
 from . import _capi
 from .errors import check
@@ -116,7 +122,23 @@ def consolidate(directory, out_path, tag=None, dtype="fp32"):
                                       os.fsencode(out_path), _capi.DLDataType(code, bits, 1)))
 
 
-class EngineHandle:
+class _Dependents:
+    """Objects that must be closed before this handle frees its C object
+    (held weakly: they may go first)."""
+
+    def add_dependent(self, obj):
+        deps = self.__dict__.setdefault("_dependents", [])
+        deps[:] = [d for d in deps if d() is not None]
+        deps.append(weakref.ref(obj))
+
+    def _close_dependents(self):
+        for ref in self.__dict__.pop("_dependents", []):
+            obj = ref()
+            if obj is not None:
+                obj.close()
+
+
+class EngineHandle(_Dependents):
     """Owns a dsz_engine. Collective to create when world_size > 1."""
 
     def __init__(self, config, **options):
@@ -137,7 +159,8 @@ class EngineHandle:
         return self._raw is None
 
     def close(self):
-        """Frees the engine (once; later calls do nothing)."""
+        """Frees the engine (once; later calls do nothing), after what depends on it."""
+        self._close_dependents()
         raw, self._raw = getattr(self, "_raw", None), None
         if raw is not None:
             check(self._lib.dsz_engine_free(raw))
@@ -174,11 +197,14 @@ class LentEngineHandle:
     def closed(self):
         return self._owner.closed
 
+    def add_dependent(self, obj):
+        self._owner.add_dependent(obj)
+
     def close(self):
         """Nothing to free: the owner frees the engine."""
 
 
-class PipeHandle:
+class PipeHandle(_Dependents):
     """Owns a dsz_pipe_engine and what C borrows for its lifetime: the host
     callbacks (ctypes trampolines) in `pipe_options` and the log trampoline.
     Collective over the world to create."""
@@ -215,11 +241,84 @@ class PipeHandle:
         return info
 
     def close(self):
-        """Frees the executor and its stage engine (once)."""
+        """Frees the executor and its stage engine (once), after what depends on them."""
+        self._close_dependents()
         raw, self._raw = getattr(self, "_raw", None), None
         if raw is not None:
             check(self._lib.dsz_pipe_free(raw))
         self._keep = []
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 -- nothing to report to at collection time
+            pass
+
+
+class MoEGroupHandle:
+    """Owns a dsz_moe_group: the expert-parallel layout of ep_size ranks per
+    group over the ranks of `engine` (an EngineHandle or LentEngineHandle),
+    or over the launched ranks when engine is None. Collective over those
+    ranks to create. A group over an engine is closed when the engine is
+    (first); using it afterwards raises ValueError."""
+
+    def __init__(self, ep_size, engine=None):
+        self._lib = _capi.lib()
+        raw = ctypes.POINTER(_capi.dsz_moe_group)()
+        check(self._lib.dsz_moe_group_new(ctypes.byref(raw), engine.raw if engine is not None else None,
+                                          int(ep_size), None))
+        self._raw = raw
+        if engine is not None:
+            engine.add_dependent(self)
+
+    @property
+    def raw(self):
+        if self._raw is None:
+            raise ValueError("dszero: the MoE group has been closed (was its engine closed?)")
+        return self._raw
+
+    @property
+    def closed(self):
+        return self._raw is None
+
+    def info(self):
+        """(ep_size, ep_rank, edp_size, edp_rank) of this rank."""
+        v = [ctypes.c_int32() for _ in range(4)]
+        check(self._lib.dsz_moe_group_info(self.raw, *[ctypes.byref(x) for x in v]))
+        return tuple(x.value for x in v)
+
+    def close(self):
+        """Frees the group (once; later calls do nothing)."""
+        raw, self._raw = getattr(self, "_raw", None), None
+        if raw is not None:
+            check(self._lib.dsz_moe_group_free(raw))
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 -- nothing to report to at collection time
+            pass
+
+
+class RoutingHandle:
+    """Owns a dsz_moe_routing (one gate call's routes); freed when collected."""
+
+    def __init__(self, raw):
+        self._lib = _capi.lib()
+        self._raw = raw
+        info = _capi.dsz_moe_routing_info()
+        check(self._lib.dsz_moe_routing_info_init(ctypes.byref(info), ctypes.sizeof(info)))
+        check(self._lib.dsz_moe_routing_get_info(raw, ctypes.byref(info)))
+        self.info = info
+
+    @property
+    def raw(self):
+        return self._raw
+
+    def close(self):
+        raw, self._raw = getattr(self, "_raw", None), None
+        if raw is not None:
+            check(self._lib.dsz_moe_routing_free(raw))
 
     def __del__(self):
         try:

@@ -22,15 +22,17 @@ import warnings
 
 import torch
 
+from . import moe
 from .engine import Engine, ParamGroup
 from .handle import config_resolve
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_GROUP_KEYS = {"params", "name", "lr", "weight_decay"}
+_GROUP_KEYS = {"params", "name", "lr", "weight_decay", "moe"}
 
 
 def split_param_groups(model_parameters):
-    """[(params, ParamGroup)] from parameters or a list of group dicts (torch's format)."""
+    """[(params, ParamGroup)] from parameters or a list of group dicts (torch's
+    format; a dict with ``moe`` true is an expert group named "ep_size_<N>")."""
     items = list(model_parameters)
     if not items:
         raise ValueError("dszero: model_parameters is empty")
@@ -47,8 +49,9 @@ def split_param_groups(model_parameters):
                              % (i, ", ".join(sorted(unknown))))
         params = g["params"]
         params = [params] if isinstance(params, torch.Tensor) else list(params)
+        ep_size = moe.ep_size_of(g.get("name")) if g.get("moe") else None
         out.append((params, ParamGroup(name=g.get("name"), lr=g.get("lr"),
-                                       weight_decay=g.get("weight_decay"))))
+                                       weight_decay=g.get("weight_decay"), ep_size=ep_size)))
     return out
 
 
@@ -79,6 +82,22 @@ def _hand_over_hook(core, index, param, done):
     return hand_over
 
 
+def _check_expert_group(p, name, group, index):
+    """Expert parameters (allreduce = False) go in the expert group of their
+    group_name, and only there."""
+    ep_size = group.ep_size if group is not None else None
+    if moe.is_moe_param(p):
+        if ep_size is None:
+            raise ValueError("dszero: expert parameter %s (group_name %r) is in parameter group %d, which is not "
+                             "an expert group (\"moe\": True)" % (name, getattr(p, "group_name", None), index))
+        if getattr(p, "group_name", None) != group.name:
+            raise ValueError("dszero: expert parameter %s has group_name %r but is in expert group %d named %r"
+                             % (name, getattr(p, "group_name", None), index, group.name))
+    elif ep_size is not None:
+        raise ValueError("dszero: %s is not an expert parameter (allreduce = False) but is in expert group %d (%r)"
+                         % (name, index, group.name))
+
+
 class DSZeroOptimizer:
     """What initialize returns as the optimizer: a view of dszero's optimizer.
     The update itself happens in engine.step()."""
@@ -96,6 +115,8 @@ class DSZeroOptimizer:
                 d["weight_decay"] = group.weight_decay
             if group is not None and group.name is not None:
                 d["name"] = group.name
+            if group is not None and group.ep_size is not None:
+                d["moe"] = True
             out.append(d)
         return out
 
@@ -148,7 +169,10 @@ class DSZeroEngine(torch.nn.Module):
             model.to(self._dtype)
         if model_parameters is None:
             model_parameters = [p for p in model.parameters() if p.requires_grad]
-        self._groups = split_param_groups(model_parameters)
+        self._groups = split_param_groups(moe.configure_moe_param_groups(model_parameters))
+        for m in model.modules():  # MoE layers communicate over this engine's ranks
+            if isinstance(m, moe.MoE):
+                m.set_engine(self._core)
         self._params = []           # registration order
         self._grad_accs = []        # keeps the AccumulateGrad nodes (and their hooks) alive
         self._zero3 = None
@@ -172,6 +196,7 @@ class DSZeroEngine(torch.nn.Module):
                 if id(p) in seen:
                     raise ValueError("dszero: parameter %s appears more than once in model_parameters"
                                      % names.get(id(p), "#%d" % len(self._params)))
+                _check_expert_group(p, names.get(id(p), "#%d" % len(self._params)), group, g)
                 seen.add(id(p))
                 if p.dtype != self._dtype:
                     raise TypeError("dszero: parameter %s is %s but the config's model dtype is %s "
