@@ -21,6 +21,7 @@
 
 #include "comm/communicator.h"
 #include "common/log.h"
+#include "common/page_vector.h"
 #include "common/thread_pool.h"
 #include "config/config.h"
 #include "optim/loss_scaler.h"
@@ -90,8 +91,8 @@ struct GroupState {
     /* Local arrays cover flat [base, base + master.size()): the whole padded
      * group at stage 0, this rank's partition at stages >= 1. */
     size_t base = 0;
-    std::vector<float> master;     /* fp32 weights */
-    std::vector<std::vector<float>> states;
+    PageAlignedFloats master;      /* fp32 weights */
+    std::vector<PageAlignedFloats> states;
     /* Gradient accumulator: the padded group at stages 0/1 (reduced at the
      * boundary), this rank's partition at stage 2 (reduced bucket by bucket
      * during backward). */
@@ -205,7 +206,7 @@ public:
      * lives (memory or NVMe swap): streamed to `sink` in order, or replaced
      * by `values` (a local-sized array, consumed). Checkpoints use these. */
     void read_state_partition(size_t g, int s, const std::function<void(const float *, size_t)> &sink);
-    void put_state_partition(size_t g, int s, std::vector<float> &values);
+    void put_state_partition(size_t g, int s, PageAlignedFloats &values);
     std::string load(const std::string &dir, const std::string &tag, uint32_t flags);
     /* Runs f (dsz_save, dsz_load) with the fp32 masters in GroupState::master
      * even when they are swapped to NVMe (offload_param nvme): read in

@@ -1,0 +1,57 @@
+/*
+ * test_ckpt_io.cpp -- helpers of checkpoint I/O.
+ *
+ * PageAlignedFloats (common/page_vector.h), the engine's fp32 arrays: every
+ * allocation starts on a page (O_DIRECT reads land in place), values given
+ * to assign/resize/construction are set, and swap moves storage.
+ */
+#include "common/page_vector.h"
+
+#include <cstdint>
+
+/* cmocka.h defines a fail() macro: include it after dszero's headers. */
+#include <cstdarg>
+#include <cstddef>
+#include <csetjmp>
+extern "C" {
+#include <cmocka.h>
+}
+
+using namespace dsz;
+
+static bool page_aligned(const void *p) { return reinterpret_cast<uintptr_t>(p) % 4096 == 0; }
+
+static void test_page_aligned_floats(void **) {
+    for (size_t n : {size_t(1), size_t(1023), size_t(1024), size_t(1025), size_t(3) << 20}) {
+        PageAlignedFloats a(n, 1.5f);
+        assert_true(page_aligned(a.data()));
+        for (size_t i = 0; i < n; i += 997) assert_true(a[i] == 1.5f);
+        assert_true(a[n - 1] == 1.5f);
+        a.resize(n + 5000, -2.0f); /* reallocates: still aligned, old values kept, new ones set */
+        assert_true(page_aligned(a.data()));
+        assert_true(a[n - 1] == 1.5f && a[n] == -2.0f && a[n + 4999] == -2.0f);
+        a.assign(7, 3.0f);
+        assert_true(a[0] == 3.0f && a[6] == 3.0f);
+    }
+    std::vector<PageAlignedFloats> states;
+    states.emplace_back(100, 0.25f); /* how the engine makes its optimizer states */
+    assert_true(page_aligned(states[0].data()) && states[0][99] == 0.25f);
+    PageAlignedFloats unset;
+    unset.resize(5000); /* storage only; every element is written below before it is read */
+    assert_true(page_aligned(unset.data()));
+    for (float &v : unset) v = 4.0f;
+    const float *storage = unset.data();
+    states[0].swap(unset);
+    assert_ptr_equal(states[0].data(), storage);
+    assert_int_equal(states[0].size(), 5000);
+    assert_true(unset.size() == 100 && unset[0] == 0.25f);
+    PageAlignedFloats empty;
+    assert_int_equal(empty.size(), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_page_aligned_floats),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
