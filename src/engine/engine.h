@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "checkpoint/background_remover.h"
 #include "comm/communicator.h"
 #include "common/log.h"
 #include "common/page_vector.h"
@@ -311,6 +312,7 @@ private:
     void note_memory();                /* updates peak_total_ */
     void count_comm(size_t elements) { comm_elements_ += static_cast<int64_t>(elements); ++collectives_; }
     bool agreed_ = false;              /* dsz_load: every rank verified */
+    BackgroundRemover removing_;       /* dsz_save: the checkpoint a save replaced */
     /* NVMe offload: optimizer states swapped by sub-group (swap_store.h). */
     std::unique_ptr<SwapStore> swap_;
     /* NVMe offload of the fp32 masters (param_swap.h): while set and no

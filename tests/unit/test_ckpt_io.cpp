@@ -1,13 +1,24 @@
 /*
- * test_ckpt_io.cpp -- helpers of checkpoint I/O.
+ * test_ckpt_io.cpp -- two helpers of checkpoint I/O.
  *
  * PageAlignedFloats (common/page_vector.h), the engine's fp32 arrays: every
  * allocation starts on a page (O_DIRECT reads land in place), values given
- * to assign/resize/construction are set, and swap moves storage.
+ * to assign/resize/construction are set, and swap moves storage. The
+ * BackgroundRemover (checkpoint/background_remover.h): the directory
+ * disappears from its name at once, its renamed tree is gone after wait(),
+ * removals queue, and a missing directory is not an error.
  */
+#include "checkpoint/background_remover.h"
+#include "checkpoint/files.h"
 #include "common/page_vector.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
 /* cmocka.h defines a fail() macro: include it after dszero's headers. */
 #include <cstdarg>
@@ -49,9 +60,51 @@ static void test_page_aligned_floats(void **) {
     assert_int_equal(empty.size(), 0);
 }
 
+static std::string listing(const std::string &dir) {
+    std::string out;
+    DIR *d = ::opendir(dir.c_str());
+    while (struct dirent *e = d ? ::readdir(d) : nullptr)
+        if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") out += std::string(e->d_name) + " ";
+    if (d) ::closedir(d);
+    return out;
+}
+
+static void make_tree(const std::string &path) {
+    make_dirs(path + "/sub");
+    for (const char *f : {"/a", "/sub/b"}) {
+        FILE *fp = std::fopen((path + f).c_str(), "w");
+        assert_non_null(fp);
+        std::fputs("x", fp);
+        std::fclose(fp);
+    }
+}
+
+static void test_background_remover(void **) {
+    char tmpl[] = "/tmp/dsz_remover_XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    BackgroundRemover r;
+    make_tree(dir + "/.old.tmp.1");
+    make_tree(dir + "/keep");
+    r.remove(dir + "/.old.tmp.1");
+    assert_false(path_exists(dir + "/.old.tmp.1")); /* renamed before remove() returns */
+    make_tree(dir + "/.old.tmp.1");                 /* the name is free for the next save */
+    r.remove(dir + "/.old.tmp.1");                  /* waits for the first, then queues */
+    r.wait();
+    assert_string_equal(listing(dir).c_str(), "keep ");
+    r.remove(dir + "/missing"); /* nothing to do, no error */
+    {
+        BackgroundRemover scoped;
+        make_tree(dir + "/.other.tmp.2");
+        scoped.remove(dir + "/.other.tmp.2");
+    } /* the destructor waits */
+    assert_string_equal(listing(dir).c_str(), "keep ");
+    remove_tree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_page_aligned_floats),
+        cmocka_unit_test(test_background_remover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
