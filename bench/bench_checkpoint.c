@@ -14,12 +14,19 @@
  *   raw write  O_DIRECT, 16 MiB aligned blocks, one pass over a file of the
  *              shard's size, fdatasync at the end (the disk's sequential rate)
  *   raw read   O_DIRECT reads of that file, and of the saved shard itself
- *              (cache dropped) just before each load
+ *              (cache dropped) right before or right after the load
  *   save       dsz_save: shard + manifest + fsyncs + renames
  *   load       dsz_load after the checkpoint's pages were dropped from the page
  *              cache (posix_fadvise DONTNEED), so the disk is read, verified
- * Each figure is the best of REPS (default 3), rates in MB/s (1e6 bytes/s)
- * per rank; "of raw" = save / raw write, load / raw read. Then rank 0 runs
+ * Each repetition saves under a new tag (as training saves global_step<N>)
+ * and prints its figures as they came; the previous checkpoint is deleted
+ * between repetitions, untimed. The disk's rate drifts, so the raw figures
+ * come first in odd repetitions and last in even ones. The summary gives
+ * the best of REPS (default 3) of each figure, in MB/s (1e6 bytes/s) per
+ * rank, "of raw" = save / raw write, load / raw read, then the spread of
+ * the per-repetition ratios (two bests may pair different moments). One
+ * more save over the last tag is timed alone: it also deletes the
+ * checkpoint it replaces. Then rank 0 runs
  * `dsz_consolidate` in a fresh process and reports its time and peak RSS
  * (streaming: the peak must stay far below the model's size).
  */
@@ -129,10 +136,57 @@ static void drop_cache(const char *dir, const char *tag) {
     if (d) closedir(d);
 }
 
+/* Seconds of dsz_save (all ranks start together). */
+static double timed_save(dsz_engine *e, const char *dir, const char *tag) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double t0 = now();
+    check(dsz_save(e, dir, tag, NULL), "dsz_save");
+    return now() - t0;
+}
+
+/* Seconds of dsz_load of dir/tag, its pages dropped from the cache first. */
+static double timed_load(dsz_engine *e, const char *dir, const char *tag) {
+    drop_cache(dir, tag);
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double t0 = now();
+    check(dsz_load(e, dir, tag, 0, NULL), "dsz_load");
+    return now() - t0;
+}
+
+/* Seconds of a raw read of this rank's shard: the bytes dsz_load reads. */
+static double timed_raw_read(const char *dir, const char *tag, const char *shard) {
+    drop_cache(dir, tag);
+    MPI_Barrier(MPI_COMM_WORLD);
+    return raw_read_file(shard);
+}
+
+static int by_value(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* "lo-hi% (median m%)" of n percentages (sorts them). */
+static const char *spread(double *v, int n) {
+    static char buf[4][64];
+    static int next;
+    char *out = buf[next++ % 4];
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    const double median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    snprintf(out, 64, "%.0f-%.0f%% (median %.0f%%)", v[0], v[n - 1], median);
+    return out;
+}
+
+/* rm -rf dir/tag */
+static void remove_checkpoint(const char *dir, const char *tag) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/%s'", dir, tag);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s/%s\n", dir, tag);
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--consolidate") == 0) { /* the child below: a fresh process, no MPI */
         DLDataType f32 = {kDLFloat, 32, 1};
-        if (dsz_consolidate(argv[2], "bench", argv[3], f32) != DSZ_OK) {
+        if (dsz_consolidate(argv[2], NULL, argv[3], f32) != DSZ_OK) { /* the latest checkpoint */
             fprintf(stderr, "%s\n", dsz_last_error());
             return 1;
         }
@@ -187,29 +241,58 @@ int main(int argc, char **argv) {
     const double shard_bytes = 3.0 * (double)(mib << 20) / world;
 
     double best_w = 1e30, best_r = 1e30, best_save = 1e30, best_load = 1e30, best_shard = 1e30;
-    char shard[600];
-    snprintf(shard, sizeof shard, "%s/bench/rank%05d.shard", dir, rank);
+    /* Per repetition, on rank 0: save / raw write, load / faster raw read, load / raw read of the shard. */
+    double *pct[3];
+    for (int k = 0; k < 3; ++k) pct[k] = calloc((size_t)(reps > 0 ? reps : 1), sizeof(double));
+    char shard[600], tag[32];
     for (int r = 0; r < reps; ++r) {
-        double ws, rs;
-        raw_disk(dir, (size_t)shard_bytes, &ws, &rs);
+        /* A new tag each time, as training saves global_step<N>; the previous one was
+         * deleted outside the timings (see the end of the loop). */
+        snprintf(tag, sizeof tag, "bench%d", r);
+        snprintf(shard, sizeof shard, "%s/%s/rank%05d.shard", dir, tag, rank);
+        /* The disk's rate drifts within a repetition too, so the order alternates: raw
+         * figures first in odd repetitions, dszero's first in even ones (and the shard
+         * read just before or just after the load). */
+        const int raw_first = r % 2 == 0;
+        double ws = 0, rs = 0, ts, tl, tr = 0;
+        if (raw_first) raw_disk(dir, (size_t)shard_bytes, &ws, &rs);
+        ts = timed_save(e, dir, tag);
+        if (raw_first) tr = timed_raw_read(dir, tag, shard);
+        tl = timed_load(e, dir, tag);
+        if (!raw_first) {
+            tr = timed_raw_read(dir, tag, shard);
+            raw_disk(dir, (size_t)shard_bytes, &ws, &rs);
+        }
         if (ws < best_w) best_w = ws;
         if (rs < best_r) best_r = rs;
-        MPI_Barrier(MPI_COMM_WORLD);
-        double t0 = now();
-        check(dsz_save(e, dir, "bench", NULL), "dsz_save");
-        double ts = now() - t0;
-        drop_cache(dir, "bench");
-        MPI_Barrier(MPI_COMM_WORLD);
-        const double tr = raw_read_file(shard); /* the same bytes dsz_load reads, just before it */
         if (tr < best_shard) best_shard = tr;
-        drop_cache(dir, "bench");
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = now();
-        check(dsz_load(e, dir, "bench", 0, NULL), "dsz_load");
-        double tl = now() - t0;
         if (ts < best_save) best_save = ts;
         if (tl < best_load) best_load = tl;
+        /* Every repetition as it came (the slowest rank's times): the disk's rate swings. */
+        const double rep[5] = {ws, rs, ts, tl, tr};
+        double slow[5];
+        MPI_Reduce(rep, slow, 5, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        if (rank == 0) {
+            const double mb = shard_bytes / 1e6, faster = slow[1] < slow[4] ? slow[1] : slow[4];
+            pct[0][r] = 100.0 * slow[0] / slow[2];
+            pct[1][r] = 100.0 * faster / slow[3];
+            pct[2][r] = 100.0 * slow[4] / slow[3];
+            printf("  rep %d: raw write %5.0f, save %5.0f MB/s (%3.0f%%); raw read %5.0f / shard %5.0f, load %5.0f MB/s "
+                   "(%3.0f%%)\n", r + 1, mb / slow[0], mb / slow[2], 100.0 * slow[0] / slow[2], mb / slow[1],
+                   mb / slow[4], mb / slow[3], 100.0 * faster / slow[3]);
+            fflush(stdout);
+        }
+        if (r + 1 < reps) { /* untimed, and synchronous: the disk is quiet when the next repetition starts */
+            MPI_Barrier(MPI_COMM_WORLD);
+            if (rank == 0) remove_checkpoint(dir, tag);
+            MPI_Barrier(MPI_COMM_WORLD);
+        }
     }
+    /* Once more over the last tag: dsz_save then also deletes the checkpoint it replaces
+     * (on a helper thread, after the new one and `latest` are durable). */
+    const double mine_replace = timed_save(e, dir, tag);
+    double replace;
+    MPI_Reduce(&mine_replace, &replace, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     /* The slowest rank's best time decides. */
     double mine[5] = {best_w, best_r, best_save, best_load, best_shard}, worst[5];
     MPI_Reduce(mine, worst, 5, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
@@ -225,10 +308,13 @@ int main(int argc, char **argv) {
         const double raw_read = worst[1] < worst[4] ? worst[1] : worst[4];
         printf("  dsz_load (cold)     %8.0f MB/s per rank   %3.0f%% of the faster raw read\n", mb / worst[3],
                100.0 * raw_read / worst[3]);
+        printf("  per repetition      save %s of raw write; load %s of the faster raw read, %s of the shard's\n",
+               spread(pct[0], reps), spread(pct[1], reps), spread(pct[2], reps));
+        printf("  dsz_save replacing  %8.0f MB/s per rank   (one run, over the last tag)\n", mb / replace);
         fflush(stdout);
         char out[512];
         snprintf(out, sizeof out, "%s/model.safetensors", dir);
-        drop_cache(dir, "bench");
+        drop_cache(dir, tag);
         const double t0 = now();
         /* A fresh process, which reports its own peak resident memory (VmHWM is
          * per address space; getrusage's maxrss would include this process's). */
@@ -245,11 +331,11 @@ int main(int argc, char **argv) {
     check(dsz_engine_free(e), "dsz_engine_free");
     MPI_Barrier(MPI_COMM_WORLD);
     if (rank == 0) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf %s/bench %s/latest", dir, dir);
-        if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+        remove_checkpoint(dir, tag);
+        remove_checkpoint(dir, "latest");
     }
     for (int i = 0; i < NT; ++i) free(data[i]);
+    for (int k = 0; k < 3; ++k) free(pct[k]);
     MPI_Finalize();
     return 0;
 }

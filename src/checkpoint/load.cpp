@@ -5,10 +5,11 @@
  * parameters are matched by name with the registered ones and this rank's
  * ranges are planned (checkpoint/reshard.h) -- at the saved world size and
  * stage or any other -- then exactly those ranges are read from the shards,
- * every chunk verified against its checksum, into buffers aside
+ * every chunk verified against its checksum, into arrays aside
  * (checkpoint/loaded_ranges.h). Only when
- * every rank has succeeded are the engine and the host's tensors updated, so
- * a bad checkpoint leaves both exactly as they were.
+ * every rank has succeeded are the engine and the host's tensors updated
+ * (the arrays swapped in where they are the engine's whole local arrays,
+ * copied over otherwise), so a bad checkpoint leaves both exactly as they were.
  */
 #include <cstring>
 
@@ -110,13 +111,17 @@ std::string Engine::load_verified(const std::string &dir, const std::string &tag
         GroupState &G = groups_[g];
         const size_t at = target.ranges[g].first - G.base, n = loaded.size(g);
         for (size_t k = 0; k < target.kinds.size(); ++k) {
-            const float *from = loaded.data(g, k);
             if (k > 0 && swap_) { /* optimizer states on NVMe (stage 3: the local array is the range) */
-                std::vector<float> values(from, from + n);
-                put_state_partition(g, static_cast<int>(k - 1), values);
+                put_state_partition(g, static_cast<int>(k - 1), loaded.array(g, k));
                 continue;
             }
-            float *to = (k == 0 ? G.master : G.states[k - 1]).data() + at;
+            PageAlignedFloats &local = k == 0 ? G.master : G.states[k - 1];
+            if (at == 0 && local.size() == n) { /* stages 1-3: the loaded range is the local array */
+                local.swap(loaded.array(g, k));
+                continue;
+            }
+            const float *from = loaded.data(g, k);
+            float *to = local.data() + at;
             pool_->parallel_for(n, kCopyGrain, [&](size_t, size_t b, size_t e) {
                 std::memcpy(to + b, from + b, (e - b) * sizeof(float));
             });

@@ -125,6 +125,7 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
     if (in_micro_ || backward_done_ || micro_steps_ % cfg_.gradient_accumulation_steps != 0)
         log_.warn("dsz_save in the middle of an accumulation window: gradients accumulated so far are not saved");
 
+    removing_.wait(); /* the previous save's leftovers are gone before this one starts */
     int64_t pid = ::getpid();
     if (world_ > 1) comm_->broadcast(&pid, sizeof pid, 0);
     const std::string final_dir = path_join(dir, tag);
@@ -279,7 +280,7 @@ void Engine::save(const std::string &dir, const std::string &tag_in, const std::
         fsync_dir(tmp);
         const bool replaced = commit_dir(tmp, final_dir);
         write_file_atomic(path_join(dir, kLatestName), tag);
-        if (replaced) remove_tree(tmp); /* the checkpoint it replaced, out of sight */
+        if (replaced) removing_.remove(tmp); /* the checkpoint it replaced, out of sight */
     });
     log_.logf(DSZ_LOG_INFO, "saved checkpoint %s (global step %lld)", final_dir.c_str(),
               static_cast<long long>(global_steps_));

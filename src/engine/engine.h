@@ -19,9 +19,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "checkpoint/background_remover.h"
 #include "comm/communicator.h"
 #include "comm/topology.h"
 #include "common/log.h"
+#include "common/page_vector.h"
 #include "common/thread_pool.h"
 #include "config/config.h"
 #include "optim/loss_scaler.h"
@@ -115,8 +117,8 @@ struct GroupState {
      * at stage 0, this rank's partition at stages >= 1. */
     int parts = 1, part = 0;
     size_t base = 0;
-    std::vector<float> master;     /* fp32 weights */
-    std::vector<std::vector<float>> states;
+    PageAlignedFloats master;      /* fp32 weights */
+    std::vector<PageAlignedFloats> states;
     /* Gradient accumulator: the padded group at stages 0/1 (reduced at the
      * boundary), this rank's partition at stage 2 (reduced bucket by bucket
      * during backward). */
@@ -231,7 +233,7 @@ public:
      * lives (memory or NVMe swap): streamed to `sink` in order, or replaced
      * by `values` (a local-sized array, consumed). Checkpoints use these. */
     void read_state_partition(size_t g, int s, const std::function<void(const float *, size_t)> &sink);
-    void put_state_partition(size_t g, int s, std::vector<float> &values);
+    void put_state_partition(size_t g, int s, PageAlignedFloats &values);
     std::string load(const std::string &dir, const std::string &tag, uint32_t flags);
     /* Runs f (dsz_save, dsz_load) with the fp32 masters in GroupState::master
      * even when they are swapped to NVMe (offload_param nvme): read in
@@ -355,6 +357,7 @@ private:
     void note_memory();                /* updates peak_total_ */
     void count_comm(size_t elements) { comm_elements_ += static_cast<int64_t>(elements); ++collectives_; }
     bool agreed_ = false;              /* dsz_load: every rank verified */
+    BackgroundRemover removing_;       /* dsz_save: the checkpoint a save replaced */
     /* NVMe offload: optimizer states swapped by sub-group (swap_store.h). */
     std::unique_ptr<SwapStore> swap_;
     /* NVMe offload of the fp32 masters (param_swap.h): while set and no

@@ -105,7 +105,7 @@ void Engine::read_state_partition(size_t g, int s, const std::function<void(cons
     sink(G.states[static_cast<size_t>(s)].data() + begin, layout_.groups[g].partition);
 }
 
-void Engine::put_state_partition(size_t g, int s, std::vector<float> &values) {
+void Engine::put_state_partition(size_t g, int s, PageAlignedFloats &values) {
     if (!swap_) return groups_[g].states[static_cast<size_t>(s)].swap(values);
     try {
         swap_->write_state(g, static_cast<size_t>(s), values.data());
@@ -113,7 +113,7 @@ void Engine::put_state_partition(size_t g, int s, std::vector<float> &values) {
         failed_ = strprintf("writing loaded optimizer states to NVMe failed: %s", e.what());
         fail(e.status(), "%s; the engine cannot be used any more", failed_.c_str());
     }
-    std::vector<float>().swap(values);
+    PageAlignedFloats().swap(values);
 }
 
 void Engine::open_param_swap() {
@@ -129,7 +129,7 @@ void Engine::swap_params_out() {
         masters.push_back(G.master.data());
     }
     on_every_rank(*comm_, "dsz_register_params (NVMe parameter offload)", [&] { param_swap_->create(sg, masters); });
-    for (GroupState &G : groups_) std::vector<float>().swap(G.master);
+    for (GroupState &G : groups_) PageAlignedFloats().swap(G.master);
     log_.logf(DSZ_LOG_INFO,
               "NVMe parameter offload: fp32 master weights in %zu sub-groups under %s (%.1f MiB); %.1f MiB of "
               "staging buffers in memory",
@@ -141,7 +141,7 @@ void Engine::swap_params_out() {
 void Engine::with_masters_in_memory(bool changes, const std::function<void()> &f) {
     if (!param_swap_ || !registered_ || !failed_.empty()) return f();
     auto release = [&] {
-        for (GroupState &G : groups_) std::vector<float>().swap(G.master);
+        for (GroupState &G : groups_) PageAlignedFloats().swap(G.master);
     };
     /* A load replaces every master, so it may repair a damaged swap file:
      * it then starts from zeros, and the file is only rewritten once the

@@ -293,6 +293,45 @@ static void test_failed_save_keeps_previous(void **state) {
     cleanup_root();
 }
 
+/* Saving over an existing tag replaces it. The replaced checkpoint is deleted
+ * on a helper thread; saving again (the same engine or another one of the
+ * same process, whose temporary directory has the same name) waits for or
+ * steps around it, and once the engines are freed nothing else is left. */
+static void test_save_over_same_tag(void **state) {
+    (void)state;
+    make_root();
+    toy_model m, m2;
+    dsz_engine *e = saved_engine(&m);   /* "good" at step 3 */
+    dsz_engine *e2 = saved_engine(&m2); /* the same again: replaces it */
+    dsz_step_info info;
+    dsz_step_info_init(&info, sizeof info);
+    run(e, &m, 3, 5, &info);
+    assert_ok(dsz_save(e, root, "good", NULL)); /* step 5 */
+    assert_ok(dsz_save(e, root, "good", NULL)); /* at once again, over it */
+    run(e2, &m2, 3, 4, &info);
+    assert_ok(dsz_save(e2, root, "good", NULL)); /* step 4, the other engine */
+    dsz_engine *f = engine_from_json(CONFIGS[0]);
+    toy_model mf;
+    toy_make(&mf, dt_f32());
+    toy_register(f, &mf);
+    assert_ok(dsz_load(f, root, "good", 0, NULL));
+    dsz_engine_state st;
+    dsz_engine_state_init(&st, sizeof st);
+    assert_ok(dsz_get_state(f, &st));
+    assert_int_equal(st.global_steps, 4);
+    assert_memory_equal(mf.w.data, m2.w.data, 60);
+    dsz_engine_free(f);
+    dsz_engine_free(e);
+    dsz_engine_free(e2);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "test \"$(ls -A %s | tr '\\n' ' ')\" = 'good latest '", root);
+    assert_int_equal(system(cmd), 0);
+    toy_free(&mf);
+    toy_free(&m);
+    toy_free(&m2);
+    cleanup_root();
+}
+
 /* A checkpoint of format 1.0 (a whole-file CRC per shard, no chunk
  * checksums) still loads, and its checksum is still enforced. */
 static void test_format_1_0_still_loads(void **state) {
@@ -391,6 +430,7 @@ int main(void) {
         cmocka_unit_test(test_damaged_checkpoints_refused),
         cmocka_unit_test(test_latest_tags_and_module_only),
         cmocka_unit_test(test_failed_save_keeps_previous),
+        cmocka_unit_test(test_save_over_same_tag),
         cmocka_unit_test(test_unwritable_directory),
         cmocka_unit_test(test_format_1_0_still_loads),
     };

@@ -12,9 +12,11 @@
  * the parameter. The reader is checked with tiny chunks: random ranges read
  * back exactly, a flipped byte is reported with its file and chunk, a short
  * file as truncated, and format-1.0 files (one whole-file CRC) still read.
+ * LoadedRanges applies a plan to real shard files into page-aligned arrays.
  */
 #include "checkpoint/files.h"
 #include "checkpoint/format.h"
+#include "checkpoint/loaded_ranges.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/reshard.h"
 #include "checkpoint/shard_reader.h"
@@ -459,6 +461,91 @@ static void test_reader_in_place(void **) {
     remove_tree(dir);
 }
 
+/* LoadedRanges on real files: shards written by FileWriter (4 KiB chunks),
+ * their arrays packed or 4 KiB-aligned as dsz_save lays them out (whole
+ * chunks then read with O_DIRECT straight into place), loaded at the same and
+ * at another world size. Every element holds its saved value, padding the
+ * kind's initial value, and every array is page-aligned and can be swapped
+ * with an engine array (PageAlignedFloats) as dsz_load's commit does. */
+static void test_loaded_ranges(void **) {
+    const std::vector<ModelParam> model = {{"a", 3000, 0}, {"b", 5001, 0}, {"c", 777, 1}};
+    const std::vector<float> init = {0.0f, 0.5f, 0.25f};
+    for (bool aligned : {false, true}) {
+        char tmpl[] = "/tmp/dsz_loaded_XXXXXX";
+        const std::string dir = ::mkdtemp(tmpl);
+        Manifest m = make_manifest(model, 2, 2);
+        if (aligned)
+            for (ManifestFile &f : m.files) {
+                uint64_t off = kShardHeaderBytes;
+                for (ManifestArray &a : f.arrays) {
+                    a.offset = off = shard_array_offset(off);
+                    off += a.count * sizeof(float);
+                }
+                f.bytes = off;
+            }
+        const auto shards = make_shards(m, model);
+        for (ManifestFile &f : m.files) {
+            std::vector<char> bytes(f.bytes);
+            std::memcpy(bytes.data(), shards[static_cast<size_t>(f.rank)].data(), f.bytes);
+            std::memset(bytes.data(), 0, kShardHeaderBytes);
+            std::memcpy(bytes.data(), kShardMagic, sizeof kShardMagic);
+            const uint32_t rank = static_cast<uint32_t>(f.rank);
+            std::memcpy(bytes.data() + 16, &rank, sizeof rank);
+            FileWriter w(path_join(dir, f.name), 4096, /*direct=*/true);
+            w.write(bytes.data(), bytes.size());
+            w.close();
+            f.crc32 = w.crc();
+            f.chunk_bytes = 4096;
+            f.chunk_crc32 = w.chunk_crcs();
+        }
+        for (int world : {2, 3}) {
+            std::vector<LayoutParam> lp;
+            for (const ModelParam &p : model) lp.push_back(LayoutParam{p.numel, static_cast<int>(p.group)});
+            const FlatLayout L = make_flat_layout(lp, 2, world);
+            const int rank = 1;
+            ReshardTarget t;
+            for (size_t i = 0; i < model.size(); ++i)
+                t.params.push_back(ReshardParam{model[i].name, {static_cast<int64_t>(model[i].numel)}, model[i].group,
+                                                L.param_offset[i], model[i].numel});
+            for (const GroupLayout &G : L.groups) t.ranges.emplace_back(rank * G.partition, (rank + 1) * G.partition);
+            t.kinds = kKinds;
+            LoadedRanges loaded(t, init);
+            loaded.read(m, dir, plan_reshard(m, t));
+            for (size_t g = 0; g < 2; ++g) {
+                const size_t begin = t.ranges[g].first, n = loaded.size(g);
+                assert_int_equal(n, t.ranges[g].second - begin);
+                std::vector<size_t> who(n, SIZE_MAX), elem(n, 0);
+                for (size_t i = 0; i < model.size(); ++i)
+                    for (size_t e = 0; model[i].group == g && e < model[i].numel; ++e) {
+                        const size_t flat = L.param_offset[i] + e;
+                        if (flat >= begin && flat < begin + n) {
+                            who[flat - begin] = i;
+                            elem[flat - begin] = e;
+                        }
+                    }
+                for (size_t k = 0; k < kKinds.size(); ++k) {
+                    const float *got = loaded.data(g, k);
+                    assert_int_equal(reinterpret_cast<uintptr_t>(got) % 4096, 0);
+                    for (size_t x = 0; x < n; ++x) {
+                        const float want = who[x] == SIZE_MAX ? init[k] : value_of(who[x], elem[x], k);
+                        if (got[x] != want)
+                            fail_msg("%s arrays, world %d: group %zu kind %zu element %zu holds %g, want %g",
+                                     aligned ? "aligned" : "packed", world, g, k, x, got[x], want);
+                    }
+                }
+            }
+            PageAlignedFloats mine(5, 9.0f);
+            const std::vector<float> before(loaded.data(1, 2), loaded.data(1, 2) + loaded.size(1));
+            mine.swap(loaded.array(1, 2));
+            assert_int_equal(mine.size(), before.size());
+            assert_memory_equal(mine.data(), before.data(), before.size() * sizeof(float));
+            assert_int_equal(loaded.array(1, 2).size(), 5);
+            assert_true(loaded.data(1, 2)[4] == 9.0f);
+        }
+        remove_tree(dir);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_world_size_pair),
@@ -468,6 +555,7 @@ int main(void) {
         cmocka_unit_test(test_expert_group_mismatch_named),
         cmocka_unit_test(test_reader_chunks),
         cmocka_unit_test(test_reader_in_place),
+        cmocka_unit_test(test_loaded_ranges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
