@@ -284,17 +284,29 @@ std::unique_ptr<Communicator> make_mpi_communicator(const CommOptions &options, 
     rt.ensure_initialized(); /* initialises MPI if nobody did; learns its thread level either way */
     const double timeout_s = resolve_timeout(options.timeout_s);
     auto core = std::make_shared<MpiCore>(resolve_chunk_bytes(options.chunk_bytes));
+    /* A duplication that timed out is still pending inside MPI, which writes
+     * the new handle into `core` once the missing ranks arrive: the core is
+     * then leaked, never freed under MPI's feet (as failed collectives leak
+     * their staging blocks). */
+    auto wait_dup = [&](MPI_Request &req) {
+        try {
+            wait_raw(req, timeout_s, "creating communicator '" + options.name + "'");
+        } catch (...) {
+            new std::shared_ptr<MpiCore>(core);
+            throw;
+        }
+    };
     MPI_Request req;
     {
         Lock lock(rt.lock());
         check(MPI_Comm_idup(base, &core->coll, &req), "MPI_Comm_idup");
     }
-    wait_raw(req, timeout_s, "creating communicator '" + options.name + "'");
+    wait_dup(req);
     {
         Lock lock(rt.lock());
         check(MPI_Comm_idup(core->coll, &core->p2p, &req), "MPI_Comm_idup");
     }
-    wait_raw(req, timeout_s, "creating communicator '" + options.name + "'");
+    wait_dup(req);
     {
         Lock lock(rt.lock());
         init_core(*core, options.name);
