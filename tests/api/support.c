@@ -1,6 +1,8 @@
 /* support.c -- see support.h. */
 #include "support.h"
 
+#include "../common/half_bits.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -74,28 +76,6 @@ static float h2f(uint16_t h) {
     return f;
 }
 
-static uint16_t f2h(float f) {
-    uint32_t u, s;
-    memcpy(&u, &f, 4);
-    s = u & 0x80000000u;
-    u ^= s;
-    uint16_t o;
-    if (u >= 0x47800000u) {
-        o = u > 0x7f800000u ? 0x7e00 : 0x7c00;
-    } else if (u < 0x38800000u) {
-        float a;
-        memcpy(&a, &u, 4);
-        a += 0.5f;
-        uint32_t r;
-        memcpy(&r, &a, 4);
-        o = (uint16_t)(r - 0x3f000000u);
-    } else {
-        u += 0xc8000fffu + ((u >> 13) & 1u);
-        o = (uint16_t)(u >> 13);
-    }
-    return (uint16_t)(o | (s >> 16));
-}
-
 float tt_get(const test_tensor *tt, size_t i) {
     if (tt->t.dtype.bits == 32) return ((const float *)tt->data)[i];
     uint16_t h = ((const uint16_t *)tt->data)[i];
@@ -111,13 +91,8 @@ float tt_get(const test_tensor *tt, size_t i) {
 void tt_set(test_tensor *tt, size_t i, float v) {
     if (tt->t.dtype.bits == 32) {
         ((float *)tt->data)[i] = v;
-    } else if (tt->t.dtype.code == kDLBfloat) {
-        uint32_t u;
-        memcpy(&u, &v, 4);
-        u += 0x7fffu + ((u >> 16) & 1u);
-        ((uint16_t *)tt->data)[i] = (uint16_t)(u >> 16);
     } else {
-        ((uint16_t *)tt->data)[i] = f2h(v);
+        ((uint16_t *)tt->data)[i] = to16(v, tt->t.dtype.code == kDLBfloat);
     }
 }
 
@@ -182,4 +157,70 @@ void toy_micro_step(dsz_engine *e, toy_model *m, int k, dsz_step_info *info) {
     assert_ok(dsz_step(e, info));
     tt_free(&gw);
     tt_free(&gb);
+}
+
+void vec_model_make(vec_model *m, DLDataType dt, int n, const int64_t *sizes) {
+    for (int k = 0; k < n; ++k) {
+        tt_make(&m->t[k], dt, 1, &sizes[k]);
+        for (int64_t i = 0; i < sizes[k]; ++i) tt_set(&m->t[k], (size_t)i, test_value((uint32_t)(k * 100003 + i)));
+    }
+}
+
+void vec_model_free(vec_model *m, int n) {
+    for (int k = 0; k < n; ++k) tt_free(&m->t[k]);
+}
+
+dsz_status vec_model_register(dsz_engine *e, vec_model *m, int n) {
+    static const char *names[VEC_MODEL_MAX] = {"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"};
+    dsz_param p[VEC_MODEL_MAX];
+    for (int k = 0; k < n; ++k) p[k] = (dsz_param){names[k], &m->t[k].t, 0, 0};
+    return dsz_register_params(e, p, (size_t)n, NULL, 0);
+}
+
+void vec_model_micro_batch(dsz_engine *e, vec_model *m, int n, int s) {
+    double mul = 1;
+    assert_ok(dsz_loss_scale(e, &mul));
+    for (int k = 0; k < n; ++k) {
+        test_tensor g;
+        tt_make(&g, m->t[k].t.dtype, 1, m->t[k].shape);
+        for (size_t i = 0; i < tt_numel(&g); ++i)
+            tt_set(&g, i, (float)(mul * test_value((uint32_t)(s * 7919 + k * 131 + (int)i * 3))));
+        assert_ok(dsz_grad_ready(e, (size_t)k, &g.t));
+        tt_free(&g);
+    }
+    assert_ok(dsz_backward(e));
+}
+
+void vec_model_train(dsz_engine *e, vec_model *m, int n, int from, int to) {
+    for (int s = from; s < to; ++s) {
+        vec_model_micro_batch(e, m, n, s);
+        assert_ok(dsz_step(e, NULL));
+    }
+}
+
+unsigned char *gathered_bytes(dsz_engine *e, int n, size_t *bytes) {
+    size_t total = 0;
+    unsigned char *out = NULL;
+    for (int k = 0; k < n; ++k) {
+        size_t idx = (size_t)k;
+        DLTensor t;
+        assert_ok(dsz_gather(e, &idx, 1, &t));
+        const size_t b = (size_t)t.shape[0] * (t.dtype.bits / 8);
+        out = realloc(out, total + b);
+        memcpy(out + total, t.data, b);
+        total += b;
+        assert_ok(dsz_release(e, &idx, 1));
+    }
+    *bytes = total;
+    return out;
+}
+
+dsz_engine *engine_expecting(const char *json, dsz_status expect, const char *needle) {
+    dsz_init_options o;
+    assert_ok(dsz_init_options_init(&o, sizeof o));
+    o.log_fn = quiet_log;
+    o.cpu_threads = 2;
+    dsz_engine *e = NULL;
+    assert_status(dsz_init(&e, json, &o), expect, needle);
+    return e;
 }

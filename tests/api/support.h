@@ -67,3 +67,23 @@ int have_aio(void);
 void run_sh(const char *fmt, const char *arg);
 int path_exists(const char *path);
 float test_value(uint32_t seed);
+
+/* A model of n <= 8 one-dimensional tensors "t0".."t<n-1>" of the given
+ * sizes (the NVMe tests'), its deterministic gradients, and what stage 3
+ * gathers of it. */
+#define VEC_MODEL_MAX 8
+typedef struct vec_model {
+    test_tensor t[VEC_MODEL_MAX];
+} vec_model;
+void vec_model_make(vec_model *m, DLDataType dt, int n, const int64_t *sizes);
+void vec_model_free(vec_model *m, int n);
+dsz_status vec_model_register(dsz_engine *e, vec_model *m, int n);
+/* Hands over micro-batch s's gradients (scaled by the loss multiplier) and
+ * calls dsz_backward; vec_model_train adds dsz_step, for s in [from, to). */
+void vec_model_micro_batch(dsz_engine *e, vec_model *m, int n, int s);
+void vec_model_train(dsz_engine *e, vec_model *m, int n, int from, int to);
+/* Every parameter's gathered bytes, concatenated (caller frees). */
+unsigned char *gathered_bytes(dsz_engine *e, int n, size_t *bytes);
+/* dsz_init with a silent log and 2 threads, asserting `expect` (and
+ * `needle` in the message); the engine, or NULL on a failure. */
+dsz_engine *engine_expecting(const char *json, dsz_status expect, const char *needle);

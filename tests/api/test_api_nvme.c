@@ -37,73 +37,10 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* ---- a model of five tensors; one spans several 64K-element spans ---- */
+/* ---- the model (tests/api/support.h vec_model): five tensors, one spans several 64K-element spans ---- */
 
 #define NT 5
 static const int64_t SIZES[NT] = {1000, 3001, 70000, 17, 20000};
-
-typedef struct model {
-    test_tensor t[NT];
-} model;
-
-static void model_make(model *m, DLDataType dt, int n, const int64_t *sizes) {
-    for (int k = 0; k < n; ++k) {
-        tt_make(&m->t[k], dt, 1, &sizes[k]);
-        for (int64_t i = 0; i < sizes[k]; ++i) tt_set(&m->t[k], (size_t)i, test_value((uint32_t)(k * 100003 + i)));
-    }
-}
-
-static void model_free(model *m, int n) {
-    for (int k = 0; k < n; ++k) tt_free(&m->t[k]);
-}
-
-static dsz_status model_register(dsz_engine *e, model *m, int n) {
-    static const char *names[] = {"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"};
-    dsz_param p[8];
-    for (int k = 0; k < n; ++k) {
-        p[k].name = names[k];
-        p[k].tensor = &m->t[k].t;
-        p[k].group = 0;
-        p[k].flags = 0;
-    }
-    return dsz_register_params(e, p, (size_t)n, NULL, 0);
-}
-
-/* Micro-batches [from, to): deterministic gradients, one step each. */
-static void train(dsz_engine *e, model *m, int n, int from, int to) {
-    for (int s = from; s < to; ++s) {
-        double mul = 1;
-        assert_ok(dsz_loss_scale(e, &mul));
-        for (int k = 0; k < n; ++k) {
-            test_tensor g;
-            tt_make(&g, m->t[k].t.dtype, 1, m->t[k].shape);
-            for (size_t i = 0; i < tt_numel(&g); ++i)
-                tt_set(&g, i, (float)(mul * test_value((uint32_t)(s * 7919 + k * 131 + (int)i * 3))));
-            assert_ok(dsz_grad_ready(e, (size_t)k, &g.t));
-            tt_free(&g);
-        }
-        assert_ok(dsz_backward(e));
-        assert_ok(dsz_step(e, NULL));
-    }
-}
-
-/* Every parameter's gathered bytes, concatenated (caller frees). */
-static unsigned char *snapshot(dsz_engine *e, int n, size_t *bytes) {
-    size_t total = 0;
-    unsigned char *out = NULL;
-    for (int k = 0; k < n; ++k) {
-        size_t idx = (size_t)k;
-        DLTensor t;
-        assert_ok(dsz_gather(e, &idx, 1, &t));
-        const size_t b = (size_t)t.shape[0] * (t.dtype.bits / 8);
-        out = realloc(out, total + b);
-        memcpy(out + total, t.data, b);
-        total += b;
-        assert_ok(dsz_release(e, &idx, 1));
-    }
-    *bytes = total;
-    return out;
-}
 
 /* ---- configs ---- */
 
@@ -130,16 +67,6 @@ static void nvme_offload(char *out, size_t cap, int buffers, int pread, int pwri
              root, buffers, pread ? "true" : "false", pwrite ? "true" : "false");
 }
 
-static dsz_engine *make_engine(const char *json, dsz_status expect, const char *needle) {
-    dsz_init_options o;
-    assert_ok(dsz_init_options_init(&o, sizeof o));
-    o.log_fn = quiet_log;
-    o.cpu_threads = 2;
-    dsz_engine *e = NULL;
-    assert_status(dsz_init(&e, json, &o), expect, needle);
-    return e;
-}
-
 /* ---- tests ---- */
 
 static void test_parity_with_memory(void **state) {
@@ -159,24 +86,24 @@ static void test_parity_with_memory(void **state) {
         config(ref_json, sizeof ref_json, OPTIMIZERS[cases[c].opt], cases[c].prec, cases[c].sub, "", cases[c].extra);
         nvme_offload(off, sizeof off, cases[c].buffers, cases[c].pread, cases[c].pwrite);
         config(nvme_json, sizeof nvme_json, OPTIMIZERS[cases[c].opt], cases[c].prec, cases[c].sub, off, cases[c].extra);
-        dsz_engine *ref = make_engine(ref_json, DSZ_OK, NULL), *nv = make_engine(nvme_json, DSZ_OK, NULL);
-        model mr, mn;
-        model_make(&mr, dt, NT, SIZES);
-        model_make(&mn, dt, NT, SIZES);
-        assert_ok(model_register(ref, &mr, NT));
-        assert_ok(model_register(nv, &mn, NT));
-        train(ref, &mr, NT, 0, 6);
-        train(nv, &mn, NT, 0, 6);
+        dsz_engine *ref = engine_expecting(ref_json, DSZ_OK, NULL), *nv = engine_expecting(nvme_json, DSZ_OK, NULL);
+        vec_model mr, mn;
+        vec_model_make(&mr, dt, NT, SIZES);
+        vec_model_make(&mn, dt, NT, SIZES);
+        assert_ok(vec_model_register(ref, &mr, NT));
+        assert_ok(vec_model_register(nv, &mn, NT));
+        vec_model_train(ref, &mr, NT, 0, 6);
+        vec_model_train(nv, &mn, NT, 0, 6);
         size_t br, bn;
-        unsigned char *a = snapshot(ref, NT, &br), *b = snapshot(nv, NT, &bn);
+        unsigned char *a = gathered_bytes(ref, NT, &br), *b = gathered_bytes(nv, NT, &bn);
         assert_int_equal(br, bn);
         if (memcmp(a, b, br) != 0) fail_msg("case %zu: parameters differ from training in memory", c);
         free(a);
         free(b);
         dsz_engine_free(ref);
         dsz_engine_free(nv);
-        model_free(&mr, NT);
-        model_free(&mn, NT);
+        vec_model_free(&mr, NT);
+        vec_model_free(&mn, NT);
     }
     char folder[512];
     snprintf(folder, sizeof folder, "%s/zero_stage_3", root);
@@ -192,44 +119,44 @@ static void test_checkpoint_round_trip(void **state) {
     nvme_offload(off, sizeof off, 4, 1, 1);
     config(nvme_json, sizeof nvme_json, OPTIMIZERS[0], "", 2000, off, "");
     /* The run that never stops, in memory. */
-    dsz_engine *ref = make_engine(ref_json, DSZ_OK, NULL);
-    model mr;
-    model_make(&mr, dt_f32(), NT, SIZES);
-    assert_ok(model_register(ref, &mr, NT));
-    train(ref, &mr, NT, 0, 8);
+    dsz_engine *ref = engine_expecting(ref_json, DSZ_OK, NULL);
+    vec_model mr;
+    vec_model_make(&mr, dt_f32(), NT, SIZES);
+    assert_ok(vec_model_register(ref, &mr, NT));
+    vec_model_train(ref, &mr, NT, 0, 8);
     size_t bytes;
-    unsigned char *want = snapshot(ref, NT, &bytes);
+    unsigned char *want = gathered_bytes(ref, NT, &bytes);
     /* Swapped: 4 steps, save, free. */
-    dsz_engine *a = make_engine(nvme_json, DSZ_OK, NULL);
-    model ma;
-    model_make(&ma, dt_f32(), NT, SIZES);
-    assert_ok(model_register(a, &ma, NT));
-    train(a, &ma, NT, 0, 4);
+    dsz_engine *a = engine_expecting(nvme_json, DSZ_OK, NULL);
+    vec_model ma;
+    vec_model_make(&ma, dt_f32(), NT, SIZES);
+    assert_ok(vec_model_register(a, &ma, NT));
+    vec_model_train(a, &ma, NT, 0, 4);
     assert_ok(dsz_save(a, ckpt, "mid", NULL));
     dsz_engine_free(a);
     /* Resume swapped, and resume in memory: both finish as the reference. */
     for (int swapped = 1; swapped >= 0; --swapped) {
-        dsz_engine *b = make_engine(swapped ? nvme_json : ref_json, DSZ_OK, NULL);
-        model mb;
-        model_make(&mb, dt_f32(), NT, SIZES);
+        dsz_engine *b = engine_expecting(swapped ? nvme_json : ref_json, DSZ_OK, NULL);
+        vec_model mb;
+        vec_model_make(&mb, dt_f32(), NT, SIZES);
         tt_set(&mb.t[0], 0, 42.0f);
-        assert_ok(model_register(b, &mb, NT));
-        train(b, &mb, NT, 0, 1); /* states that the load must replace */
+        assert_ok(vec_model_register(b, &mb, NT));
+        vec_model_train(b, &mb, NT, 0, 1); /* states that the load must replace */
         assert_ok(dsz_load(b, ckpt, "mid", 0, NULL));
-        train(b, &mb, NT, 4, 8);
+        vec_model_train(b, &mb, NT, 4, 8);
         size_t n;
-        unsigned char *got = snapshot(b, NT, &n);
+        unsigned char *got = gathered_bytes(b, NT, &n);
         assert_int_equal(n, bytes);
         if (memcmp(got, want, n) != 0) fail_msg("resumed %s: parameters differ", swapped ? "swapped" : "in memory");
         /* A checkpoint of swapped states equals one of in-memory states. */
         free(got);
         dsz_engine_free(b);
-        model_free(&mb, NT);
+        vec_model_free(&mb, NT);
     }
     free(want);
     dsz_engine_free(ref);
-    model_free(&mr, NT);
-    model_free(&ma, NT);
+    vec_model_free(&mr, NT);
+    vec_model_free(&ma, NT);
 }
 
 static void test_memory_within_buffers(void **state) {
@@ -245,7 +172,7 @@ static void test_memory_within_buffers(void **state) {
     config(nvme_json, sizeof nvme_json, OPTIMIZERS[0], "", 16384, off, "");
     int64_t optimizer_bytes[2];
     for (int swapped = 0; swapped < 2; ++swapped) {
-        dsz_engine *e = make_engine(swapped ? nvme_json : ref_json, DSZ_OK, NULL);
+        dsz_engine *e = engine_expecting(swapped ? nvme_json : ref_json, DSZ_OK, NULL);
         test_tensor t[N];
         dsz_param p[N];
         char names[N][8];
@@ -272,19 +199,19 @@ static void test_bad_paths(void **state) {
     char json[2048], off[1024], path[512];
     /* Not configured. */
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, "\"device\": \"nvme\"", "");
-    assert_null(make_engine(json, DSZ_ERR_CONFIG, "offload_optimizer.nvme_path"));
+    assert_null(engine_expecting(json, DSZ_ERR_CONFIG, "offload_optimizer.nvme_path"));
     /* Missing: not created (a typo must not fill the root disk). */
     snprintf(path, sizeof path, "%s/no/such/dir", root);
     snprintf(off, sizeof off, "\"device\": \"nvme\", \"nvme_path\": \"%s\"", path);
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
-    assert_null(make_engine(json, DSZ_ERR_IO, path));
+    assert_null(engine_expecting(json, DSZ_ERR_IO, path));
     assert_false(path_exists(path));
     /* A file. */
     snprintf(path, sizeof path, "%s/a_file", root);
     run_sh("touch %s", path);
     snprintf(off, sizeof off, "\"device\": \"nvme\", \"nvme_path\": \"%s\"", path);
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
-    assert_null(make_engine(json, DSZ_ERR_IO, "not a directory"));
+    assert_null(engine_expecting(json, DSZ_ERR_IO, "not a directory"));
     /* Unwritable: a read-only mount where this process may mount, else a 0555 folder (root ignores modes). */
     snprintf(path, sizeof path, "%s/readonly", root);
     run_sh("mkdir -p %s", path);
@@ -293,14 +220,14 @@ static void test_bad_paths(void **state) {
     if (mounted || geteuid() != 0) {
         snprintf(off, sizeof off, "\"device\": \"nvme\", \"nvme_path\": \"%s\"", path);
         config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
-        assert_null(make_engine(json, DSZ_ERR_IO, path));
+        assert_null(engine_expecting(json, DSZ_ERR_IO, path));
     }
     if (mounted) umount(path);
     /* Two engines on one folder: the second is refused. */
     nvme_offload(off, sizeof off, 4, 0, 0);
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
-    dsz_engine *first = make_engine(json, DSZ_OK, NULL);
-    assert_null(make_engine(json, DSZ_ERR_IO, "in use"));
+    dsz_engine *first = engine_expecting(json, DSZ_OK, NULL);
+    assert_null(engine_expecting(json, DSZ_ERR_IO, "in use"));
     dsz_engine_free(first);
     /* offload_param nvme on the same path: its own folder (fp32params), so
      * it loads (test_api_nvme_params.c tests parameter swapping). */
@@ -309,7 +236,7 @@ static void test_bad_paths(void **state) {
              "{\"train_micro_batch_size_per_gpu\": 1, %s, \"zero_optimization\": {\"stage\": 3, "
              "\"offload_param\": {%s}}}",
              OPTIMIZERS[0], off);
-    dsz_engine *params_nvme = make_engine(json, DSZ_OK, NULL);
+    dsz_engine *params_nvme = engine_expecting(json, DSZ_OK, NULL);
     assert_non_null(params_nvme);
     dsz_engine_free(params_nvme);
 }
@@ -319,14 +246,14 @@ static void expect_full(const char *nvme_path, const char *needle) {
     char json[2048], off[1024];
     snprintf(off, sizeof off, "\"device\": \"nvme\", \"nvme_path\": \"%s\"", nvme_path);
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
-    dsz_engine *e = make_engine(json, DSZ_OK, NULL);
-    model m;
-    model_make(&m, dt_f32(), NT, SIZES);
-    assert_status(model_register(e, &m, NT), DSZ_ERR_IO, needle);
+    dsz_engine *e = engine_expecting(json, DSZ_OK, NULL);
+    vec_model m;
+    vec_model_make(&m, dt_f32(), NT, SIZES);
+    assert_status(vec_model_register(e, &m, NT), DSZ_ERR_IO, needle);
     /* Nothing registered: the engine says so instead of training half-set-up. */
     assert_status(dsz_backward(e), DSZ_ERR_STATE, "register");
     dsz_engine_free(e);
-    model_free(&m, NT);
+    vec_model_free(&m, NT);
     char folder[512];
     snprintf(folder, sizeof folder, "%s/zero_stage_3", nvme_path);
     assert_false(path_exists(folder));
@@ -360,13 +287,13 @@ static void test_truncated_swap_file(void **state) {
     char json[2048], off[512], file[512];
     nvme_offload(off, sizeof off, 4, 1, 1);
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
-    dsz_engine *e = make_engine(json, DSZ_OK, NULL);
-    model m;
-    model_make(&m, dt_f32(), NT, SIZES);
-    assert_ok(model_register(e, &m, NT));
-    train(e, &m, NT, 0, 2);
+    dsz_engine *e = engine_expecting(json, DSZ_OK, NULL);
+    vec_model m;
+    vec_model_make(&m, dt_f32(), NT, SIZES);
+    assert_ok(vec_model_register(e, &m, NT));
+    vec_model_train(e, &m, NT, 0, 2);
     size_t n0, n1;
-    unsigned char *before = snapshot(e, NT, &n0);
+    unsigned char *before = gathered_bytes(e, NT, &n0);
     snprintf(file, sizeof file, "%s/zero_stage_3/optimizer/rank0/group0.exp_avg_sq.swp", root);
     assert_true(path_exists(file));
     char ckpt[512];
@@ -386,17 +313,17 @@ static void test_truncated_swap_file(void **state) {
     /* Checked before anything changes: the step fails, and fails again, with nothing changed. */
     for (int attempt = 0; attempt < 2; ++attempt) {
         assert_status(dsz_step(e, NULL), DSZ_ERR_IO, file);
-        unsigned char *after = snapshot(e, NT, &n1);
+        unsigned char *after = gathered_bytes(e, NT, &n1);
         assert_int_equal(n0, n1);
         assert_memory_equal(before, after, n0);
         free(after);
     }
     /* Loading a checkpoint rewrites the swap files: training goes on. */
     assert_ok(dsz_load(e, ckpt, "t", 0, NULL));
-    train(e, &m, NT, 2, 3);
+    vec_model_train(e, &m, NT, 2, 3);
     free(before);
     dsz_engine_free(e);
-    model_free(&m, NT);
+    vec_model_free(&m, NT);
     assert_false(path_exists(file));
 }
 
@@ -406,7 +333,7 @@ static void test_refused_without_libaio(void **state) {
     char json[2048], off[512];
     nvme_offload(off, sizeof off, 4, 0, 0);
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, off, "");
-    assert_null(make_engine(json, DSZ_ERR_UNSUPPORTED, "libaio"));
+    assert_null(engine_expecting(json, DSZ_ERR_UNSUPPORTED, "libaio"));
 }
 
 int main(void) {

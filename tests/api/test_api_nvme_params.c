@@ -33,72 +33,10 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* ---- a model of five tensors; one larger than the staging buffers ---- */
+/* ---- the model (tests/api/support.h vec_model): five tensors, one larger than the staging buffers ---- */
 
 #define NT 5
 static const int64_t SIZES[NT] = {1000, 3001, 70000, 17, 20000};
-
-typedef struct model {
-    test_tensor t[NT];
-} model;
-
-static void model_make(model *m, DLDataType dt) {
-    for (int k = 0; k < NT; ++k) {
-        tt_make(&m->t[k], dt, 1, &SIZES[k]);
-        for (int64_t i = 0; i < SIZES[k]; ++i) tt_set(&m->t[k], (size_t)i, test_value((uint32_t)(k * 100003 + i)));
-    }
-}
-
-static void model_free(model *m) {
-    for (int k = 0; k < NT; ++k) tt_free(&m->t[k]);
-}
-
-static dsz_status model_register(dsz_engine *e, model *m) {
-    static const char *names[NT] = {"t0", "t1", "t2", "t3", "t4"};
-    dsz_param p[NT];
-    for (int k = 0; k < NT; ++k) p[k] = (dsz_param){names[k], &m->t[k].t, 0, 0};
-    return dsz_register_params(e, p, NT, NULL, 0);
-}
-
-/* Hands over micro-batch s's gradients and calls dsz_backward. */
-static void micro_batch(dsz_engine *e, model *m, int s) {
-    double mul = 1;
-    assert_ok(dsz_loss_scale(e, &mul));
-    for (int k = 0; k < NT; ++k) {
-        test_tensor g;
-        tt_make(&g, m->t[k].t.dtype, 1, m->t[k].shape);
-        for (size_t i = 0; i < tt_numel(&g); ++i)
-            tt_set(&g, i, (float)(mul * test_value((uint32_t)(s * 7919 + k * 131 + (int)i * 3))));
-        assert_ok(dsz_grad_ready(e, (size_t)k, &g.t));
-        tt_free(&g);
-    }
-    assert_ok(dsz_backward(e));
-}
-
-static void train(dsz_engine *e, model *m, int from, int to) {
-    for (int s = from; s < to; ++s) {
-        micro_batch(e, m, s);
-        assert_ok(dsz_step(e, NULL));
-    }
-}
-
-/* Every parameter's gathered bytes, concatenated (caller frees). */
-static unsigned char *snapshot(dsz_engine *e, size_t *bytes) {
-    size_t total = 0;
-    unsigned char *out = NULL;
-    for (int k = 0; k < NT; ++k) {
-        size_t idx = (size_t)k;
-        DLTensor t;
-        assert_ok(dsz_gather(e, &idx, 1, &t));
-        const size_t b = (size_t)t.shape[0] * (t.dtype.bits / 8);
-        out = realloc(out, total + b);
-        memcpy(out + total, t.data, b);
-        total += b;
-        assert_ok(dsz_release(e, &idx, 1));
-    }
-    *bytes = total;
-    return out;
-}
 
 /* ---- configs ---- */
 
@@ -141,16 +79,6 @@ static void config(char *out, size_t cap, const char *opt, const char *precision
              sw && sw->keep_small ? "" : ", \"stage3_param_persistence_threshold\": 0");
 }
 
-static dsz_engine *make_engine(const char *json, dsz_status expect, const char *needle) {
-    dsz_init_options o;
-    assert_ok(dsz_init_options_init(&o, sizeof o));
-    o.log_fn = quiet_log;
-    o.cpu_threads = 2;
-    dsz_engine *e = NULL;
-    assert_status(dsz_init(&e, json, &o), expect, needle);
-    return e;
-}
-
 static void path_of(char *out, size_t cap, const char *rest) {
     snprintf(out, cap, "%s/zero_stage_3/%s", root, rest);
 }
@@ -175,25 +103,25 @@ static void test_parity_with_memory(void **state) {
         const DLDataType dt = strstr(prec, "bf16") ? dt_bf16() : strstr(prec, "fp16") ? dt_f16() : dt_f32();
         config(ref_json, sizeof ref_json, OPTIMIZERS[cases[c].opt], cases[c].prec, cases[c].sub, NULL);
         config(nvme_json, sizeof nvme_json, OPTIMIZERS[cases[c].opt], cases[c].prec, cases[c].sub, &cases[c].sw);
-        dsz_engine *ref = make_engine(ref_json, DSZ_OK, NULL), *nv = make_engine(nvme_json, DSZ_OK, NULL);
-        model mr, mn;
-        model_make(&mr, dt);
-        model_make(&mn, dt);
-        assert_ok(model_register(ref, &mr));
-        assert_ok(model_register(nv, &mn));
+        dsz_engine *ref = engine_expecting(ref_json, DSZ_OK, NULL), *nv = engine_expecting(nvme_json, DSZ_OK, NULL);
+        vec_model mr, mn;
+        vec_model_make(&mr, dt, NT, SIZES);
+        vec_model_make(&mn, dt, NT, SIZES);
+        assert_ok(vec_model_register(ref, &mr, NT));
+        assert_ok(vec_model_register(nv, &mn, NT));
         assert_true(path_exists(file));
-        train(ref, &mr, 0, 6);
-        train(nv, &mn, 0, 6);
+        vec_model_train(ref, &mr, NT, 0, 6);
+        vec_model_train(nv, &mn, NT, 0, 6);
         size_t br, bn;
-        unsigned char *a = snapshot(ref, &br), *b = snapshot(nv, &bn);
+        unsigned char *a = gathered_bytes(ref, NT, &br), *b = gathered_bytes(nv, NT, &bn);
         assert_int_equal(br, bn);
         if (memcmp(a, b, br) != 0) fail_msg("case %zu: parameters differ from training in memory", c);
         free(a);
         free(b);
         dsz_engine_free(ref);
         dsz_engine_free(nv);
-        model_free(&mr);
-        model_free(&mn);
+        vec_model_free(&mr, NT);
+        vec_model_free(&mn, NT);
         char folder[512];
         path_of(folder, sizeof folder, "");
         assert_false(path_exists(folder)); /* removed by dsz_engine_free */
@@ -209,46 +137,46 @@ static void test_checkpoint_round_trip(void **state) {
     config(ref_json, sizeof ref_json, OPTIMIZERS[0], "", 2000, NULL);
     config(p_json, sizeof p_json, OPTIMIZERS[0], "", 2000, &params_only);
     config(b_json, sizeof b_json, OPTIMIZERS[0], "", 2000, &both);
-    dsz_engine *ref = make_engine(ref_json, DSZ_OK, NULL);
-    model mr;
-    model_make(&mr, dt_f32());
-    assert_ok(model_register(ref, &mr));
-    train(ref, &mr, 0, 8);
+    dsz_engine *ref = engine_expecting(ref_json, DSZ_OK, NULL);
+    vec_model mr;
+    vec_model_make(&mr, dt_f32(), NT, SIZES);
+    assert_ok(vec_model_register(ref, &mr, NT));
+    vec_model_train(ref, &mr, NT, 0, 8);
     size_t bytes;
-    unsigned char *want = snapshot(ref, &bytes);
+    unsigned char *want = gathered_bytes(ref, NT, &bytes);
     /* Saved from swapped masters (and states), resumed into every kind of engine. */
     for (int saver = 0; saver < 2; ++saver) {
-        dsz_engine *a = make_engine(saver ? b_json : p_json, DSZ_OK, NULL);
-        model ma;
-        model_make(&ma, dt_f32());
-        assert_ok(model_register(a, &ma));
-        train(a, &ma, 0, 4);
+        dsz_engine *a = engine_expecting(saver ? b_json : p_json, DSZ_OK, NULL);
+        vec_model ma;
+        vec_model_make(&ma, dt_f32(), NT, SIZES);
+        assert_ok(vec_model_register(a, &ma, NT));
+        vec_model_train(a, &ma, NT, 0, 4);
         assert_ok(dsz_save(a, ckpt, "mid", NULL));
         dsz_engine_free(a);
-        model_free(&ma);
+        vec_model_free(&ma, NT);
         const char *resumers[3] = {ref_json, p_json, b_json};
         for (int r = 0; r < 3; ++r) {
-            dsz_engine *b = make_engine(resumers[r], DSZ_OK, NULL);
-            model mb;
-            model_make(&mb, dt_f32());
+            dsz_engine *b = engine_expecting(resumers[r], DSZ_OK, NULL);
+            vec_model mb;
+            vec_model_make(&mb, dt_f32(), NT, SIZES);
             tt_set(&mb.t[0], 0, 42.0f);
-            assert_ok(model_register(b, &mb));
-            train(b, &mb, 0, 1); /* masters and states the load must replace */
+            assert_ok(vec_model_register(b, &mb, NT));
+            vec_model_train(b, &mb, NT, 0, 1); /* masters and states the load must replace */
             assert_ok(dsz_load(b, ckpt, "mid", 0, NULL));
-            train(b, &mb, 4, 8);
+            vec_model_train(b, &mb, NT, 4, 8);
             size_t n;
-            unsigned char *got = snapshot(b, &n);
+            unsigned char *got = gathered_bytes(b, NT, &n);
             assert_int_equal(n, bytes);
             if (memcmp(got, want, n) != 0)
                 fail_msg("saved by engine %d, resumed by engine %d: parameters differ", saver, r);
             free(got);
             dsz_engine_free(b);
-            model_free(&mb);
+            vec_model_free(&mb, NT);
         }
     }
     free(want);
     dsz_engine_free(ref);
-    model_free(&mr);
+    vec_model_free(&mr, NT);
 }
 
 /* 64 tensors of 4096 elements, sub-groups of 16384. */
@@ -276,7 +204,7 @@ static void test_memory_within_budget(void **state) {
     config(nvme_json, sizeof nvme_json, OPTIMIZERS[0], "", 16384, &sw);
     int64_t master_bytes[2];
     for (int swapped = 0; swapped < 2; ++swapped) {
-        dsz_engine *e = make_engine(swapped ? nvme_json : ref_json, DSZ_OK, NULL);
+        dsz_engine *e = engine_expecting(swapped ? nvme_json : ref_json, DSZ_OK, NULL);
         test_tensor t[MANY];
         assert_ok(register_many(e, t));
         dsz_memory_stats ms;
@@ -304,7 +232,7 @@ static void test_memory_within_budget(void **state) {
     /* A budget below what the sub-groups need is refused at registration, cleanly. */
     const swap_setup tight = {1, 0, 0, 2, 4096, 16000};
     config(nvme_json, sizeof nvme_json, OPTIMIZERS[0], "", 16384, &tight);
-    dsz_engine *e = make_engine(nvme_json, DSZ_OK, NULL);
+    dsz_engine *e = engine_expecting(nvme_json, DSZ_OK, NULL);
     test_tensor t[MANY];
     assert_status(register_many(e, t), DSZ_ERR_CONFIG, "max_in_cpu");
     char file[512];
@@ -320,13 +248,13 @@ static void test_truncated_swap_file(void **state) {
     const swap_setup sw = {1, 0, 0, 2, 3000, 0};
     char json[2048], file[512], ckpt[512];
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, &sw);
-    dsz_engine *e = make_engine(json, DSZ_OK, NULL);
-    model m;
-    model_make(&m, dt_f32());
-    assert_ok(model_register(e, &m));
-    train(e, &m, 0, 2);
+    dsz_engine *e = engine_expecting(json, DSZ_OK, NULL);
+    vec_model m;
+    vec_model_make(&m, dt_f32(), NT, SIZES);
+    assert_ok(vec_model_register(e, &m, NT));
+    vec_model_train(e, &m, NT, 0, 2);
     size_t n0, n1;
-    unsigned char *before = snapshot(e, &n0);
+    unsigned char *before = gathered_bytes(e, NT, &n0);
     snprintf(ckpt, sizeof ckpt, "%s/ckpt_trunc", root);
     assert_ok(dsz_save(e, ckpt, "t", NULL));
     path_of(file, sizeof file, "fp32params/rank0/group0.fp32.swp");
@@ -340,20 +268,20 @@ static void test_truncated_swap_file(void **state) {
     char other[512];
     snprintf(other, sizeof other, "%s/ckpt_other", root);
     assert_status(dsz_save(e, other, "t", NULL), DSZ_ERR_IO, file);
-    micro_batch(e, &m, 2);
+    vec_model_micro_batch(e, &m, NT, 2);
     for (int attempt = 0; attempt < 2; ++attempt) assert_status(dsz_step(e, NULL), DSZ_ERR_IO, file);
     /* A load that fails leaves the file damaged (and said so); one that succeeds rewrites it. */
     assert_status(dsz_load(e, ckpt, "no_such_tag", 0, NULL), DSZ_ERR_NOT_FOUND, "no_such_tag");
     assert_status(dsz_gather(e, &idx, 1, &t), DSZ_ERR_IO, file);
     assert_ok(dsz_load(e, ckpt, "t", 0, NULL));
-    unsigned char *after = snapshot(e, &n1);
+    unsigned char *after = gathered_bytes(e, NT, &n1);
     assert_int_equal(n0, n1);
     assert_memory_equal(before, after, n0);
     free(after);
-    train(e, &m, 2, 3);
+    vec_model_train(e, &m, NT, 2, 3);
     free(before);
     dsz_engine_free(e);
-    model_free(&m);
+    vec_model_free(&m, NT);
     assert_false(path_exists(file));
 }
 
@@ -366,19 +294,19 @@ static void test_config(void **state) {
              "{\"train_micro_batch_size_per_gpu\": 1, %s, \"zero_optimization\": {\"stage\": 3, "
              "\"offload_param\": {\"device\": \"nvme\"}}}",
              OPTIMIZERS[0]);
-    assert_null(make_engine(json, DSZ_ERR_CONFIG, "offload_param.nvme_path"));
+    assert_null(engine_expecting(json, DSZ_ERR_CONFIG, "offload_param.nvme_path"));
     /* Two engines on one folder. */
     const swap_setup sw = {1, 0, 0, 0, 0, 0};
     config(json, sizeof json, OPTIMIZERS[0], "", 2000, &sw);
-    dsz_engine *first = make_engine(json, DSZ_OK, NULL);
-    assert_null(make_engine(json, DSZ_ERR_IO, "in use"));
+    dsz_engine *first = engine_expecting(json, DSZ_OK, NULL);
+    assert_null(engine_expecting(json, DSZ_ERR_IO, "in use"));
     dsz_engine_free(first);
     /* Below stage 3 offload_param is ignored, as in DeepSpeed: no folder. */
     snprintf(json, sizeof json,
              "{\"train_micro_batch_size_per_gpu\": 1, %s, \"zero_optimization\": {\"stage\": 2, "
              "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\"}}}",
              OPTIMIZERS[0], root);
-    dsz_engine *e = make_engine(json, DSZ_OK, NULL);
+    dsz_engine *e = engine_expecting(json, DSZ_OK, NULL);
     char folder[512];
     path_of(folder, sizeof folder, "fp32params");
     assert_false(path_exists(folder));

@@ -61,13 +61,7 @@ static void one_step(int stage, const char *type, double predivide, int bf16_mod
              "\"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, "
              "\"stage3_param_persistence_threshold\": 0}}",
              comm, predivide, bf16_model ? "\"bf16\": {\"enabled\": true}, " : "", stage);
-    dsz_init_options o;
-    OK(dsz_init_options_init(&o, sizeof o));
-    MPI_Comm world = MPI_COMM_WORLD;
-    o.mpi_comm = &world;
-    o.log_level = DSZ_LOG_ERROR;
-    dsz_engine *e = NULL;
-    OK(dsz_init(&e, cfg, &o));
+    dsz_engine *e = world_engine(cfg, DSZ_LOG_ERROR);
     static float w32[N], g32[N];
     static uint16_t w16[N], g16[N];
     memset(w32, 0, sizeof w32);

@@ -7,21 +7,25 @@ set(DSZ_MPI_TEST_ENV
   ASAN_OPTIONS=detect_leaks=0      # Open MPI's own leaks are not ours
   DSZ_COMM_TIMEOUT=120)            # a broken test fails in 2 min, not 5
 
-foreach(np 2 4)
-  add_test(NAME test_comm_mpi_np${np}
-    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:test_comm_mpi>)
-  set_tests_properties(test_comm_mpi_np${np} PROPERTIES
-    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "unit;mpi" TIMEOUT 300 PROCESSORS ${np})
-endforeach()
+# dsz_mpi_test(TARGET RANKS n... LABELS l... TIMEOUT s [ENV VAR=value...]): a
+# test TARGET_np<n> per rank count, the executable run under mpirun with the
+# shared environment (ENV adds to it; a later value of a variable wins).
+function(dsz_mpi_test target)
+  cmake_parse_arguments(T "" "TIMEOUT" "RANKS;LABELS;ENV" ${ARGN})
+  set(env ${DSZ_MPI_TEST_ENV} ${T_ENV})
+  foreach(np ${T_RANKS})
+    add_test(NAME ${target}_np${np}
+      COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:${target}>)
+    set_tests_properties(${target}_np${np} PROPERTIES
+      ENVIRONMENT "${env}" LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT} PROCESSORS ${np})
+  endforeach()
+endfunction()
+
+dsz_mpi_test(test_comm_mpi RANKS 2 4 LABELS unit mpi TIMEOUT 300)
 
 add_executable(comm_host_comm ${CMAKE_CURRENT_SOURCE_DIR}/mpi/comm_host_comm.cpp)
 target_link_libraries(comm_host_comm PRIVATE dszero_static MPI::MPI_C)
-foreach(np 2 4)
-  add_test(NAME comm_host_comm_np${np}
-    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:comm_host_comm>)
-  set_tests_properties(comm_host_comm_np${np} PROPERTIES
-    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "unit;mpi" TIMEOUT 120 PROCESSORS ${np})
-endforeach()
+dsz_mpi_test(comm_host_comm RANKS 2 4 LABELS unit mpi TIMEOUT 120)
 
 add_executable(comm_fault ${CMAKE_CURRENT_SOURCE_DIR}/mpi/comm_fault.cpp)
 target_link_libraries(comm_fault PRIVATE dszero_static)
@@ -51,23 +55,13 @@ endforeach()
 # agreement, global overflow skip, checkpoint resume.
 add_executable(zero_parity ${CMAKE_CURRENT_SOURCE_DIR}/mpi/zero_parity.c)
 target_link_libraries(zero_parity PRIVATE dszero MPI::MPI_C m)
-foreach(np 1 2 4)
-  add_test(NAME zero_parity_np${np}
-    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:zero_parity>)
-  set_tests_properties(zero_parity_np${np} PROPERTIES
-    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;zero" TIMEOUT 300 PROCESSORS ${np})
-endforeach()
+dsz_mpi_test(zero_parity RANKS 1 2 4 LABELS mpi zero TIMEOUT 300)
 
 # ZeRO stage 3's gather/release lifetimes, prefetch and divergence (tests/mpi/zero_stage3.c);
 # 3 ranks give partitions that split parameters unevenly.
 add_executable(zero_stage3 ${CMAKE_CURRENT_SOURCE_DIR}/mpi/zero_stage3.c)
 target_link_libraries(zero_stage3 PRIVATE dszero MPI::MPI_C)
-foreach(np 1 2 3)
-  add_test(NAME zero_stage3_np${np}
-    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:zero_stage3>)
-  set_tests_properties(zero_stage3_np${np} PROPERTIES
-    ENVIRONMENT "${DSZ_MPI_TEST_ENV};DSZ_COMM_TIMEOUT=30" LABELS "mpi;zero" TIMEOUT 120 PROCESSORS ${np})
-endforeach()
+dsz_mpi_test(zero_stage3 RANKS 1 2 3 LABELS mpi zero TIMEOUT 120 ENV DSZ_COMM_TIMEOUT=30)
 
 # The C example trains under mpirun too (fp16 stage 2 with small buckets, bf16 stages 1 and 3).
 add_test(NAME example_train_mlp_zero2_np2
@@ -103,42 +97,22 @@ endforeach()
 # ---- moe (owned by src/moe): expert parallelism gives the ep_size-1 results ----
 add_executable(moe_parity ${CMAKE_CURRENT_SOURCE_DIR}/mpi/moe_parity.c)
 target_link_libraries(moe_parity PRIVATE dszero MPI::MPI_C m)
-foreach(np 2 4)
-  add_test(NAME moe_parity_np${np}
-    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:moe_parity>)
-  set_tests_properties(moe_parity_np${np} PROPERTIES
-    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;moe" TIMEOUT 120 PROCESSORS ${np})
-endforeach()
+dsz_mpi_test(moe_parity RANKS 2 4 LABELS mpi moe TIMEOUT 120)
 # Gradients reduced in communication_data_type (default: the model dtype),
 # with gradient_predivide_factor, at every stage.
 add_executable(comm_dtype ${CMAKE_CURRENT_SOURCE_DIR}/mpi/comm_dtype.c)
 target_link_libraries(comm_dtype PRIVATE dszero MPI::MPI_C)
-foreach(np 2 3)
-  add_test(NAME comm_dtype_np${np}
-    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:comm_dtype>)
-  set_tests_properties(comm_dtype_np${np} PROPERTIES
-    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;zero" TIMEOUT 120 PROCESSORS ${np})
-endforeach()
+dsz_mpi_test(comm_dtype RANKS 2 3 LABELS mpi zero TIMEOUT 120)
 # Expert parameters in the engine (DSZ_GROUP_EXPERT): training with ep_size
 # 1, 2 (and 4) agrees at every ZeRO stage; checkpoints reshard across ep_size.
 add_executable(moe_train ${CMAKE_CURRENT_SOURCE_DIR}/mpi/moe_train.c)
 target_link_libraries(moe_train PRIVATE dszero MPI::MPI_C m)
-foreach(np 2 4)
-  add_test(NAME moe_train_np${np}
-    COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:moe_train>)
-  set_tests_properties(moe_train_np${np} PROPERTIES
-    ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;moe" TIMEOUT 300 PROCESSORS ${np})
-endforeach()
+dsz_mpi_test(moe_train RANKS 2 4 LABELS mpi moe TIMEOUT 300)
 # ---- end moe ----
 # ---- nvme (owned by the NVMe offload work): swapped optimizer states across ranks ----
 add_executable(nvme_ranks ${CMAKE_CURRENT_SOURCE_DIR}/mpi/nvme_ranks.c)
 target_link_libraries(nvme_ranks PRIVATE dszero MPI::MPI_C)
 if(DSZ_AIO_LIBRARY AND DSZ_WITH_AIO)
-  foreach(np 2 3)
-    add_test(NAME nvme_ranks_np${np}
-      COMMAND ${MPIEXEC_EXECUTABLE} -np ${np} --bind-to none $<TARGET_FILE:nvme_ranks>)
-    set_tests_properties(nvme_ranks_np${np} PROPERTIES
-      ENVIRONMENT "${DSZ_MPI_TEST_ENV}" LABELS "mpi;nvme" TIMEOUT 120 PROCESSORS ${np})
-  endforeach()
+  dsz_mpi_test(nvme_ranks RANKS 2 3 LABELS mpi nvme TIMEOUT 120)
 endif()
 # ---- end nvme ----

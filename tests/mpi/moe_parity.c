@@ -10,13 +10,13 @@
  * dropping (capacity = MAX over the expert-parallel group).
  * Run under mpirun; exit status 0 on success.
  */
-#include <dszero.h>
-#include <mpi.h>
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "mpi_check.h"
 
 enum { S = 24, M = 6, E = 4 };
 
@@ -24,31 +24,9 @@ static int g_rank, g_world;
 static dsz_engine *g_engine;
 static int g_failed;
 
-#define CHECK(call)                                                                         \
-    do {                                                                                    \
-        dsz_status st_ = (call);                                                            \
-        if (st_ != DSZ_OK) {                                                                \
-            fprintf(stderr, "rank %d: %s failed: %s\n", g_rank, #call, dsz_last_error()); \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                                   \
-        }                                                                                   \
-    } while (0)
-
 static float frand(unsigned *s) {
     *s = *s * 1664525u + 1013904223u;
     return (float)((*s >> 8) & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
-}
-
-static DLTensor view(float *data, int ndim, int64_t *shape) {
-    DLTensor t;
-    memset(&t, 0, sizeof t);
-    t.data = data;
-    t.device.device_type = kDLCPU;
-    t.ndim = ndim;
-    t.dtype.code = kDLFloat;
-    t.dtype.bits = 32;
-    t.dtype.lanes = 1;
-    t.shape = shape;
-    return t;
 }
 
 typedef struct result {
@@ -65,9 +43,9 @@ static float Wg[E * M], W[E * M * M], X[S * M], T[S * M];
 static void run_layer(const dsz_moe_gate_config *cfg, int ep, dsz_engine *engine, result *out) {
     dsz_moe_group *g = NULL;
     MPI_Comm world = MPI_COMM_WORLD;
-    CHECK(dsz_moe_group_new(&g, engine, ep, engine ? NULL : &world));
+    OK(dsz_moe_group_new(&g, engine, ep, engine ? NULL : &world));
     int32_t ep_size, ep_rank;
-    CHECK(dsz_moe_group_info(g, &ep_size, &ep_rank, NULL, NULL));
+    OK(dsz_moe_group_info(g, &ep_size, &ep_rank, NULL, NULL));
     const int lE = E / ep;
 
     float logits[S * E];
@@ -78,25 +56,25 @@ static void run_layer(const dsz_moe_gate_config *cfg, int ep, dsz_engine *engine
             logits[s * E + e] = a;
         }
     dsz_moe_routing *r = NULL;
-    CHECK(dsz_moe_gate(&r, cfg, logits, S, E, NULL, g));
+    OK(dsz_moe_gate(&r, cfg, logits, S, E, NULL, g));
     dsz_moe_routing_info info;
-    CHECK(dsz_moe_routing_info_init(&info, sizeof info));
-    CHECK(dsz_moe_routing_get_info(r, &info));
+    OK(dsz_moe_routing_info_init(&info, sizeof info));
+    OK(dsz_moe_routing_get_info(r, &info));
     const int64_t C = info.capacity;
     const size_t n = (size_t)(E * C * M);
     float *buf = calloc(n + 1, 4), *recv = calloc(n + 1, 4), *eout = calloc(n + 1, 4), *back = calloc(n + 1, 4);
     float *d_back = calloc(n + 1, 4), *d_eout = calloc(n + 1, 4), *d_recv = calloc(n + 1, 4), *d_buf = calloc(n + 1, 4);
     int64_t xs[2] = {S, M}, bs[3] = {E, C, M};
-    DLTensor tx = view(X, 2, xs), ty = view(out->y, 2, xs), tT = view(T, 2, xs);
+    DLTensor tx = view_f32(X, 2, xs), ty = view_f32(out->y, 2, xs), tT = view_f32(T, 2, xs);
     float dx_dispatch[S * M];
-    DLTensor tdx = view(dx_dispatch, 2, xs);
-    DLTensor tbuf = view(buf, 3, bs), trecv = view(recv, 3, bs), teout = view(eout, 3, bs), tback = view(back, 3, bs);
-    DLTensor tdback = view(d_back, 3, bs), tdeout = view(d_eout, 3, bs), tdrecv = view(d_recv, 3, bs),
-             tdbuf = view(d_buf, 3, bs);
+    DLTensor tdx = view_f32(dx_dispatch, 2, xs);
+    DLTensor tbuf = view_f32(buf, 3, bs), trecv = view_f32(recv, 3, bs), teout = view_f32(eout, 3, bs), tback = view_f32(back, 3, bs);
+    DLTensor tdback = view_f32(d_back, 3, bs), tdeout = view_f32(d_eout, 3, bs), tdrecv = view_f32(d_recv, 3, bs),
+             tdbuf = view_f32(d_buf, 3, bs);
 
     /* forward */
-    CHECK(dsz_moe_dispatch(r, &tx, &tbuf));
-    CHECK(dsz_moe_all_to_all(g, &tbuf, &trecv));
+    OK(dsz_moe_dispatch(r, &tx, &tbuf));
+    OK(dsz_moe_all_to_all(g, &tbuf, &trecv));
     for (int src = 0; src < ep; ++src) /* recv reads [ep, lE, C, M] */
         for (int i = 0; i < lE; ++i) {
             const float *We = &W[(size_t)(ep_rank * lE + i) * M * M];
@@ -109,13 +87,13 @@ static void run_layer(const dsz_moe_gate_config *cfg, int ep, dsz_engine *engine
                 }
             }
         }
-    CHECK(dsz_moe_all_to_all(g, &teout, &tback));
-    CHECK(dsz_moe_combine(r, &tback, &ty));
+    OK(dsz_moe_all_to_all(g, &teout, &tback));
+    OK(dsz_moe_combine(r, &tback, &ty));
 
     /* backward of L = <T, y> + 0.3 * l_aux */
     float d_weight[S * 2];
-    CHECK(dsz_moe_combine_backward(r, &tback, &tT, &tdback, d_weight));
-    CHECK(dsz_moe_all_to_all(g, &tdback, &tdeout));
+    OK(dsz_moe_combine_backward(r, &tback, &tT, &tdback, d_weight));
+    OK(dsz_moe_all_to_all(g, &tdback, &tdeout));
     memset(out->dW, 0, sizeof out->dW);
     for (int src = 0; src < ep; ++src)
         for (int i = 0; i < lE; ++i) {
@@ -134,9 +112,9 @@ static void run_layer(const dsz_moe_gate_config *cfg, int ep, dsz_engine *engine
                     for (int m = 0; m < M; ++m) out->dW[((size_t)e * M + o) * M + m] += (double)pre[o] * recv[row + m];
             }
         }
-    CHECK(dsz_moe_all_to_all(g, &tdrecv, &tdbuf));
-    CHECK(dsz_moe_dispatch_backward(r, &tdbuf, &tdx));
-    CHECK(dsz_moe_gate_backward(r, d_weight, 0.3, NULL, out->d_logits));
+    OK(dsz_moe_all_to_all(g, &tdrecv, &tdbuf));
+    OK(dsz_moe_dispatch_backward(r, &tdbuf, &tdx));
+    OK(dsz_moe_gate_backward(r, d_weight, 0.3, NULL, out->d_logits));
     for (int s = 0; s < S; ++s)
         for (int m = 0; m < M; ++m) {
             float a = dx_dispatch[s * M + m];
@@ -151,8 +129,8 @@ static void run_layer(const dsz_moe_gate_config *cfg, int ep, dsz_engine *engine
     out->capacity = C;
 
     free(buf), free(recv), free(eout), free(back), free(d_back), free(d_eout), free(d_recv), free(d_buf);
-    CHECK(dsz_moe_routing_free(r));
-    CHECK(dsz_moe_group_free(g));
+    OK(dsz_moe_routing_free(r));
+    OK(dsz_moe_group_free(g));
 }
 
 static double rel_diff_f(const float *a, const float *b, size_t n) {
@@ -184,13 +162,9 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world);
-    dsz_init_options o;
-    CHECK(dsz_init_options_init(&o, sizeof o));
-    MPI_Comm world_comm = MPI_COMM_WORLD;
-    o.mpi_comm = &world_comm;
-    o.log_level = DSZ_LOG_WARNING;
-    CHECK(dsz_init(&g_engine, "{\"train_micro_batch_size_per_gpu\": 1, "
-                              "\"optimizer\": {\"type\": \"SGD\", \"params\": {\"lr\": 0.1}}}", &o));
+    g_engine = world_engine("{\"train_micro_batch_size_per_gpu\": 1, "
+                            "\"optimizer\": {\"type\": \"SGD\", \"params\": {\"lr\": 0.1}}}",
+                            DSZ_LOG_WARNING);
     unsigned seed = 7;
     for (int i = 0; i < E * M; ++i) Wg[i] = frand(&seed);
     for (int i = 0; i < E * M * M; ++i) W[i] = 0.5f * frand(&seed);
@@ -205,7 +179,7 @@ int main(int argc, char **argv) {
     result *ref = malloc(sizeof *ref), *got = malloc(sizeof *got);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
         dsz_moe_gate_config cfg;
-        CHECK(dsz_moe_gate_config_init(&cfg, sizeof cfg));
+        OK(dsz_moe_gate_config_init(&cfg, sizeof cfg));
         cfg.k = cases[c].k;
         cfg.drop_tokens = cases[c].drop;
         cfg.use_rts = cases[c].rts;
@@ -245,7 +219,7 @@ int main(int argc, char **argv) {
         }
     }
     free(ref), free(got);
-    CHECK(dsz_engine_free(g_engine));
+    OK(dsz_engine_free(g_engine));
     int any = g_failed;
     MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (g_rank == 0) printf(any ? "moe_parity: FAILED\n" : "moe_parity: ep_size 1 == ep_size 2..%d\n", g_world);

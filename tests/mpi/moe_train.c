@@ -53,19 +53,6 @@ typedef struct model {
     size_t n_params;                         /* 2 + lE */
 } model;
 
-static DLTensor view(float *data, int ndim, int64_t *shape) {
-    DLTensor t;
-    memset(&t, 0, sizeof t);
-    t.data = data;
-    t.device.device_type = kDLCPU;
-    t.ndim = ndim;
-    t.dtype.code = kDLFloat;
-    t.dtype.bits = 32;
-    t.dtype.lanes = 1;
-    t.shape = shape;
-    return t;
-}
-
 static void config_text(char *buf, size_t n, int stage) {
     snprintf(buf, n,
              "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": 2, "
@@ -80,14 +67,9 @@ static int64_t shape_g[2] = {E, M}, shape_o[2] = {M, M}, shape_w[2] = {M, M};
 
 static void model_init(model *md, int stage, int ep) {
     memset(md, 0, sizeof *md);
-    dsz_init_options o;
-    OK(dsz_init_options_init(&o, sizeof o));
-    MPI_Comm world = MPI_COMM_WORLD;
-    o.mpi_comm = &world;
-    o.log_level = DSZ_LOG_WARNING;
     char cfg[1024];
     config_text(cfg, sizeof cfg, stage);
-    OK(dsz_init(&md->eng, cfg, &o));
+    md->eng = world_engine(cfg, DSZ_LOG_WARNING);
     OK(dsz_moe_group_new(&md->group, md->eng, ep, NULL));
     OK(dsz_moe_group_info(md->group, &md->ep, &md->ep_rank, NULL, NULL));
     md->lE = E / ep;
@@ -101,13 +83,13 @@ static void model_init(model *md, int stage, int ep) {
     static char names[E][32];
     DLTensor t[2 + E];
     dsz_param p[2 + E];
-    t[0] = view(md->Wg, 2, shape_g);
-    t[1] = view(md->Wo, 2, shape_o);
+    t[0] = view_f32(md->Wg, 2, shape_g);
+    t[1] = view_f32(md->Wo, 2, shape_o);
     p[0] = (dsz_param){"gate.weight", &t[0], 0, 0};
     p[1] = (dsz_param){"head.weight", &t[1], 0, 0};
     for (int i = 0; i < md->lE; ++i) {
         snprintf(names[i], sizeof names[i], "moe.experts.%d.weight", md->ep_rank * md->lE + i);
-        t[2 + i] = view(md->W + i * M * M, 2, shape_w);
+        t[2 + i] = view_f32(md->W + i * M * M, 2, shape_w);
         p[2 + i] = (dsz_param){names[i], &t[2 + i], 1, 0};
     }
     dsz_param_group groups[2] = {{"dense", 0, 0, 0, 0}, {"experts", DSZ_GROUP_EXPERT, (uint32_t)ep, 0, 0}};
@@ -163,10 +145,10 @@ static void micro_batch(model *md, int micro) {
     float *d_back = calloc(n, 4), *d_eout = calloc(n, 4), *d_recv = calloc(n, 4), *d_buf = calloc(n, 4);
     int64_t xs[2] = {S, M}, bs[3] = {E, C, M};
     float Y[S * M], moe_out[S * M];
-    DLTensor tx = view(X, 2, xs), tmo = view(moe_out, 2, xs);
-    DLTensor tbuf = view(buf, 3, bs), trecv = view(recv, 3, bs), teout = view(eout, 3, bs), tback = view(back, 3, bs);
-    DLTensor tdback = view(d_back, 3, bs), tdeout = view(d_eout, 3, bs), tdrecv = view(d_recv, 3, bs),
-             tdbuf = view(d_buf, 3, bs);
+    DLTensor tx = view_f32(X, 2, xs), tmo = view_f32(moe_out, 2, xs);
+    DLTensor tbuf = view_f32(buf, 3, bs), trecv = view_f32(recv, 3, bs), teout = view_f32(eout, 3, bs), tback = view_f32(back, 3, bs);
+    DLTensor tdback = view_f32(d_back, 3, bs), tdeout = view_f32(d_eout, 3, bs), tdrecv = view_f32(d_recv, 3, bs),
+             tdbuf = view_f32(d_buf, 3, bs);
     const int ep = md->ep, lE = md->lE;
 
     OK(dsz_moe_dispatch(r, &tx, &tbuf));
@@ -208,9 +190,9 @@ static void micro_batch(model *md, int micro) {
         }
 
     /* MoE backward */
-    DLTensor tdY = view(dY, 2, xs);
+    DLTensor tdY = view_f32(dY, 2, xs);
     float d_weight[S * 2], d_logits[S * E], dx_dispatch[S * M];
-    DLTensor tdx = view(dx_dispatch, 2, xs);
+    DLTensor tdx = view_f32(dx_dispatch, 2, xs);
     float dW[E * M * M];
     memset(dW, 0, sizeof dW);
     OK(dsz_moe_combine_backward(r, &tback, &tdY, &tdback, d_weight));
@@ -237,10 +219,10 @@ static void micro_batch(model *md, int micro) {
         for (int e = 0; e < E; ++e)
             for (int m = 0; m < M; ++m) dWg[e * M + m] += d_logits[s * E + e] * X[s * M + m];
 
-    DLTensor g0 = view(dWg, 2, shape_g), g1 = view(dWo, 2, shape_o);
+    DLTensor g0 = view_f32(dWg, 2, shape_g), g1 = view_f32(dWo, 2, shape_o);
     OK(dsz_grad_ready(md->eng, 1, &g1));
     for (int i = lE - 1; i >= 0; --i) {
-        DLTensor gi = view(dW + i * M * M, 2, shape_w);
+        DLTensor gi = view_f32(dW + i * M * M, 2, shape_w);
         OK(dsz_grad_ready(md->eng, 2 + (size_t)i, &gi));
     }
     OK(dsz_grad_ready(md->eng, 0, &g0));
@@ -297,9 +279,7 @@ static double snap_diff(const snapshot *a, const snapshot *b) {
 }
 
 static void ckpt_dir(char *buf, size_t n) {
-    char host[64];
     int pid = (int)getpid();
-    gethostname(host, sizeof host);
     MPI_Bcast(&pid, 1, MPI_INT, 0, MPI_COMM_WORLD);
     snprintf(buf, n, "/tmp/dsz_moe_train_%d", pid);
 }
@@ -415,36 +395,25 @@ int main(int argc, char **argv) {
         if (g_rank == 0) printf("stage %d: ep_size 1..%d agree\n", stage, g_world < E ? g_world : E);
     }
 
-    /* Refusals: every rank gets the same error, none hangs. */
+    /* Refusals: every rank gets the same error, none hangs. ep_size not
+     * dividing the world; the same expert name on every rank of an
+     * expert-parallel group; ep_size without the flag. */
     if (g_world > 1) {
-        dsz_engine *eng = NULL;
-        dsz_init_options o;
-        OK(dsz_init_options_init(&o, sizeof o));
-        MPI_Comm world = MPI_COMM_WORLD;
-        o.mpi_comm = &world;
-        o.log_level = DSZ_LOG_ERROR;
         char cfg[1024];
         config_text(cfg, sizeof cfg, 2);
         float w[M * M] = {0};
-        DLTensor t = view(w, 2, shape_w);
+        DLTensor t = view_f32(w, 2, shape_w);
         dsz_param p = {"moe.experts.0.weight", &t, 0, 0};
-        dsz_param_group bad = {"experts", DSZ_GROUP_EXPERT, (uint32_t)g_world + 1, 0, 0};
-        OK(dsz_init(&eng, cfg, &o));
-        CHECK(expect_fail(dsz_register_params(eng, &p, 1, &bad, 1), DSZ_ERR_INVALID_ARGUMENT, "does not divide"),
-              "ep_size %d: %s", g_world + 1, dsz_last_error());
-        OK(dsz_engine_free(eng));
-        /* The same expert name on every rank of an expert-parallel group. */
-        dsz_param_group same = {"experts", DSZ_GROUP_EXPERT, (uint32_t)g_world, 0, 0};
-        OK(dsz_init(&eng, cfg, &o));
-        CHECK(expect_fail(dsz_register_params(eng, &p, 1, &same, 1), DSZ_ERR_INVALID_ARGUMENT, "expert-parallel"),
-              "repeated expert names: %s", dsz_last_error());
-        OK(dsz_engine_free(eng));
-        /* ep_size without the flag. */
-        dsz_param_group noflag = {"experts", 0, 2, 0, 0};
-        OK(dsz_init(&eng, cfg, &o));
-        CHECK(expect_fail(dsz_register_params(eng, &p, 1, &noflag, 1), DSZ_ERR_INVALID_ARGUMENT, "DSZ_GROUP_EXPERT"),
-              "ep_size without flag: %s", dsz_last_error());
-        OK(dsz_engine_free(eng));
+        const dsz_param_group bad[3] = {{"experts", DSZ_GROUP_EXPERT, (uint32_t)g_world + 1, 0, 0},
+                                        {"experts", DSZ_GROUP_EXPERT, (uint32_t)g_world, 0, 0},
+                                        {"experts", 0, 2, 0, 0}};
+        const char *why[3] = {"does not divide", "expert-parallel", "DSZ_GROUP_EXPERT"};
+        for (int i = 0; i < 3; ++i) {
+            dsz_engine *eng = world_engine(cfg, DSZ_LOG_ERROR);
+            CHECK(expect_fail(dsz_register_params(eng, &p, 1, &bad[i], 1), DSZ_ERR_INVALID_ARGUMENT, why[i]),
+                  "refusal %d (expected \"%s\"): %s", i, why[i], dsz_last_error());
+            OK(dsz_engine_free(eng));
+        }
     }
     MPI_Barrier(MPI_COMM_WORLD);
     if (g_rank == 0) {

@@ -8,7 +8,11 @@
  *                          dsz_last_error() as the message;
  *   test_hash(seed)        a well-mixed 32-bit hash for deterministic data;
  *   to16(f, bf)            fp32 -> fp16 (bf = 0) or bf16 (bf = 1), round
- *                          to nearest even, as the library converts.
+ *                          to nearest even, as the library converts
+ *                          (tests/common/half_bits.h);
+ *   view_f32(data, ndim, shape)  a compact float32 host DLTensor;
+ *   world_engine(config, log_level)  an engine over MPI_COMM_WORLD, which
+ *                          the program initialised itself.
  */
 #pragma once
 
@@ -18,6 +22,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "../common/half_bits.h"
 
 static inline void check_failed_at(const char *file, int line, const char *cond) {
     int r = -1;
@@ -46,25 +52,26 @@ static inline unsigned test_hash(unsigned seed) {
     return seed;
 }
 
-static inline uint16_t to16(float f, int bf) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if (bf) return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    uint32_t s = u & 0x80000000u;
-    u ^= s;
-    uint16_t o;
-    if (u >= 0x47800000u) {
-        o = u > 0x7f800000u ? 0x7e00 : 0x7c00;
-    } else if (u < 0x38800000u) {
-        float a;
-        memcpy(&a, &u, 4);
-        a += 0.5f;
-        uint32_t r;
-        memcpy(&r, &a, 4);
-        o = (uint16_t)(r - 0x3f000000u);
-    } else {
-        u += 0xc8000fffu + ((u >> 13) & 1u);
-        o = (uint16_t)(u >> 13);
-    }
-    return (uint16_t)(o | (s >> 16));
+static inline DLTensor view_f32(float *data, int ndim, int64_t *shape) {
+    DLTensor t;
+    memset(&t, 0, sizeof t);
+    t.data = data;
+    t.device.device_type = kDLCPU;
+    t.ndim = ndim;
+    t.dtype.code = kDLFloat;
+    t.dtype.bits = 32;
+    t.dtype.lanes = 1;
+    t.shape = shape;
+    return t;
+}
+
+static inline dsz_engine *world_engine(const char *config, int32_t log_level) {
+    dsz_init_options o;
+    OK(dsz_init_options_init(&o, sizeof o));
+    MPI_Comm world = MPI_COMM_WORLD; /* read by dsz_init only */
+    o.mpi_comm = &world;
+    o.log_level = log_level;
+    dsz_engine *e = NULL;
+    OK(dsz_init(&e, config, &o));
+    return e;
 }

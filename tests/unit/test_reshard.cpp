@@ -54,6 +54,24 @@ const std::vector<std::string> kKinds = {"master", "exp_avg", "exp_avg_sq"};
 /* The value element e of parameter i holds in array kind k: exact in fp32. */
 float value_of(size_t i, size_t e, size_t k) { return static_cast<float>(i * 100000 + e * 4 + k + 1); }
 
+/* One shard file per rank of m.world_size holding, per group, master then
+ * the two states, each the group's partition of floats. */
+void add_shard_files(Manifest &m) {
+    for (int r = 0; r < m.world_size; ++r) {
+        ManifestFile f;
+        f.name = shard_name(r);
+        f.rank = r;
+        uint64_t off = kShardHeaderBytes;
+        for (size_t g = 0; g < m.groups.size(); ++g)
+            for (const std::string &kind : kKinds) {
+                f.arrays.push_back(ManifestArray{g, kind, off, m.groups[g].partition});
+                off += m.groups[g].partition * sizeof(float);
+            }
+        f.bytes = off;
+        m.files.push_back(f);
+    }
+}
+
 /* A manifest for `params` saved at `world` ranks: shards hold, per group,
  * master then the two states, each `partition` floats. */
 Manifest make_manifest(const std::vector<ModelParam> &params, size_t n_groups, int world) {
@@ -75,19 +93,7 @@ Manifest make_manifest(const std::vector<ModelParam> &params, size_t n_groups, i
         }
         m.groups.push_back(G);
     }
-    for (int r = 0; r < world; ++r) {
-        ManifestFile f;
-        f.name = shard_name(r);
-        f.rank = r;
-        uint64_t off = kShardHeaderBytes;
-        for (size_t g = 0; g < n_groups; ++g)
-            for (const std::string &kind : kKinds) {
-                f.arrays.push_back(ManifestArray{g, kind, off, m.groups[g].partition});
-                off += m.groups[g].partition * sizeof(float);
-            }
-        f.bytes = off;
-        m.files.push_back(f);
-    }
+    add_shard_files(m);
     return m;
 }
 
@@ -264,18 +270,7 @@ static Manifest make_expert_manifest(int n_experts, size_t numel, int ws, int es
                                              L.groups[0].offsets[static_cast<size_t>(k)], numel, static_cast<size_t>(e)});
     }
     m.groups.push_back(G);
-    for (int r = 0; r < ws; ++r) {
-        ManifestFile f;
-        f.name = shard_name(r);
-        f.rank = r;
-        uint64_t off = kShardHeaderBytes;
-        for (const std::string &kind : kKinds) {
-            f.arrays.push_back(ManifestArray{0, kind, off, G.partition});
-            off += G.partition * sizeof(float);
-        }
-        f.bytes = off;
-        m.files.push_back(f);
-    }
+    add_shard_files(m);
     return m;
 }
 
